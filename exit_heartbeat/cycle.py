@@ -321,7 +321,9 @@ def _async_call(key: object, timed: bool, decides: bool) -> Callable[..., Any]:
 
 
 def _describe(target: object) -> str:
-    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    # A partial has no name of its own; the function it binds is the clue.
+    inner = target.func if isinstance(target, functools.partial) else target
+    name = getattr(inner, "__qualname__", None) or type(inner).__qualname__
     return f"{type(target).__name__} {name!r}"
 
 
@@ -333,8 +335,8 @@ def _is_async(target: object) -> bool:
         return True
     if inspect.isfunction(target) or isinstance(target, functools.partial):
         return False
-    # A callable object is async when its class's __call__ is.
-    return inspect.iscoroutinefunction(vars(type(target)).get("__call__"))
+    # A callable object is async when its class's __call__ is, inherited or not.
+    return inspect.iscoroutinefunction(type(target).__call__)
 
 
 def _check_target(decorator: str, target: object) -> None:
