@@ -114,6 +114,16 @@ class Health:
 OK = Health(Status.OK)
 
 
+def _over(value: float, limit: float, places: int) -> str:
+    # Rounded to ``places`` a figure just over its limit could read as equal
+    # to it ("500>500"); show as many more decimals as it takes to tell.
+    for shown in range(places, places + 4):
+        text = f"{value:.{shown}f}"
+        if float(text) > limit:
+            return text
+    return repr(value)
+
+
 def _age_s(now: float, at: float | None, attached_at: float) -> float:
     # Before the first event, count from attach time; an event stamped before
     # attach time (or in the future, after a clock step) counts from attach.
@@ -136,7 +146,8 @@ def evaluate(snapshot: HealthSnapshot, now: float, policy: HealthPolicy) -> Heal
 
     cycle_ms = snapshot.loop_cycle_ms
     if cycle_ms is not None and cycle_ms > policy.max_cycle_ms:
-        fired.append(("cycle", f"cycle_ms={cycle_ms:.0f}>{policy.max_cycle_ms:g}"))
+        shown = _over(cycle_ms, policy.max_cycle_ms, 0)
+        fired.append(("cycle", f"cycle_ms={shown}>{policy.max_cycle_ms:g}"))
 
     if snapshot.active_positions > 0:
         age = _age_s(now, snapshot.last_decision_at, snapshot.attached_at)
@@ -144,7 +155,8 @@ def evaluate(snapshot: HealthSnapshot, now: float, policy: HealthPolicy) -> Heal
             fired.append(
                 (
                     "decision",
-                    f"no_decision_s={age:.1f}>{policy.decision_timeout_s:g} "
+                    f"no_decision_s={_over(age, policy.decision_timeout_s, 1)}"
+                    f">{policy.decision_timeout_s:g} "
                     f"positions={snapshot.active_positions}",
                 )
             )
@@ -152,7 +164,8 @@ def evaluate(snapshot: HealthSnapshot, now: float, policy: HealthPolicy) -> Heal
     if snapshot.tracks_cycles:
         age = _age_s(now, snapshot.last_cycle_at, snapshot.attached_at)
         if age > policy.stall_after_s:
-            fired.append(("stall", f"no_cycle_s={age:.1f}>{policy.stall_after_s:g}"))
+            shown = _over(age, policy.stall_after_s, 1)
+            fired.append(("stall", f"no_cycle_s={shown}>{policy.stall_after_s:g}"))
 
     if snapshot.consecutive_errors >= policy.max_consecutive_errors:
         fired.append(
@@ -167,7 +180,8 @@ def evaluate(snapshot: HealthSnapshot, now: float, policy: HealthPolicy) -> Heal
         fired.append(
             (
                 "loop_lag",
-                f"loop_lag_ms={snapshot.loop_lag_ms:.0f}>{policy.max_loop_lag_ms:g}",
+                f"loop_lag_ms={_over(snapshot.loop_lag_ms, policy.max_loop_lag_ms, 0)}"
+                f">{policy.max_loop_lag_ms:g}",
             )
         )
 
