@@ -29,6 +29,8 @@ from exit_heartbeat.heartbeat import Heartbeat, HeartbeatState, attach_heartbeat
 from exit_heartbeat.keys import DEFAULT_PATTERN, DEFAULT_STREAM
 from exit_heartbeat.mixin import HeartbeatMixin
 from exit_heartbeat.status import Status
+from exit_heartbeat.verdict import InstanceReport, Verdict
+from exit_heartbeat.watchdog import Transition, Watchdog, WatchdogState, check_streams
 
 __all__ = [
     "DEFAULT_PATTERN",
@@ -47,10 +49,16 @@ __all__ = [
     "HeartbeatError",
     "HeartbeatMixin",
     "HeartbeatState",
+    "InstanceReport",
     "LoopClock",
     "MalformedEntryError",
     "Status",
+    "Transition",
+    "Verdict",
+    "Watchdog",
+    "WatchdogState",
     "attach_heartbeat",
+    "check_streams",
     "cycle_stats",
     "decision",
     "decode_entry",
