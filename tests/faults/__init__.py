@@ -1,0 +1,1 @@
+"""Fault tests: real redis-server processes, broken on purpose by the tests."""
