@@ -234,6 +234,11 @@ def _function_key(target: object) -> object:
 class _CycleWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
     """The wrapper both decorators return; it remembers what it records."""
 
+    # wrapt asks a subclass which type to bind with on every attribute access
+    # through an instance; without this answer it raises and clears an
+    # AttributeError each time, which costs more than the rest of the call.
+    __bound_function_wrapper__ = wrapt.BoundFunctionWrapper
+
     def __init__(
         self, wrapped: Any, call: Callable[..., Any], timed: bool, decides: bool
     ) -> None:
