@@ -1,0 +1,256 @@
+"""Access control and transport: passwords, ACL users and TLS, for real.
+
+The ACL lines tested here are read from the README's access section, so the
+lines users copy are the lines that were proven to work.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import port_for
+import pytest
+import redis.asyncio
+
+from exit_heartbeat import Heartbeat, Status, attach_heartbeat
+from tests.faults.harness import STREAM, TradingService, read_entries, wait_until
+from tests.server import RedisServer
+
+pytestmark = pytest.mark.redis_server
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+INTERVAL_S = 0.2
+ADMIN_PASSWORD = "admin-pw-5e6d"
+USER_PASSWORD = "user-pw-9f3a"
+WRONG_PASSWORD = "wrong-pw-71c2"
+
+
+def readme_acl_line(user: str) -> list[str]:
+    """The README's ACL rule words for ``user``, with the test's password."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("<!-- section:access -->")[1].split("<!-- /section")[0]
+    match = re.search(rf"^user {user} (.*)$", section, re.MULTILINE)
+    assert match, f"the README's access section has no ACL line for {user}"
+    rules = match.group(1).split()
+    return [f">{USER_PASSWORD}" if r.startswith(">") else r for r in rules]
+
+
+@pytest.fixture
+async def heartbeats() -> AsyncIterator[list[Heartbeat]]:
+    """Heartbeats a test attached; stopped at teardown, whatever happened."""
+    started: list[Heartbeat] = []
+    yield started
+    for heartbeat in started:
+        await heartbeat.stop()
+        await heartbeat_client(heartbeat).aclose()
+
+
+def heartbeat_client(heartbeat: Heartbeat) -> Any:
+    """The client a heartbeat publishes through."""
+    return heartbeat._redis
+
+
+def attach(client: Any, heartbeats: list[Heartbeat]) -> Heartbeat:
+    """Attach a heartbeat for a fresh service on ``client``."""
+    heartbeat = attach_heartbeat(TradingService(client), interval_s=INTERVAL_S)
+    heartbeats.append(heartbeat)
+    return heartbeat
+
+
+@pytest.fixture
+def locked_server(redis_server_factory: Callable[..., RedisServer]) -> RedisServer:
+    """A server whose default user needs a password."""
+    return redis_server_factory(password=ADMIN_PASSWORD)
+
+
+async def test_publisher_beats_with_requirepass_password(
+    locked_server: RedisServer, heartbeats: list[Heartbeat]
+) -> None:
+    """A password in the URL is all the publisher needs with requirepass."""
+    url = f"redis://:{ADMIN_PASSWORD}@127.0.0.1:{locked_server.port}/0"
+    heartbeat = attach(redis.asyncio.from_url(url), heartbeats)
+
+    await wait_until(lambda: heartbeat.published >= 3, 5, "three beats")
+
+    assert heartbeat.failed == 0
+
+
+async def test_publisher_beats_as_acl_user_allowed_only_xadd(
+    locked_server: RedisServer, heartbeats: list[Heartbeat]
+) -> None:
+    """The README's publisher ACL line is enough to beat and to stop cleanly."""
+    async with locked_server.client() as admin:
+        rules = readme_acl_line("exit_brain_pub")
+        await admin.acl_setuser("exit_brain_pub", reset=True)
+        await admin.execute_command("ACL", "SETUSER", "exit_brain_pub", *rules)
+        await admin.acl_log_reset()
+        url = f"redis://exit_brain_pub:{USER_PASSWORD}@127.0.0.1:{locked_server.port}"
+        heartbeat = attach(redis.asyncio.from_url(url), heartbeats)
+
+        await wait_until(lambda: heartbeat.published >= 3, 5, "three beats")
+        await heartbeat.stop()
+
+        assert heartbeat.failed == 0
+        entries = await read_entries(admin)
+        assert entries[-1][1].status is Status.STOPPED
+        assert await admin.acl_log() == []
+
+        # The user can do nothing else: no reading, no other key.
+        async with redis.asyncio.from_url(url) as publisher:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await publisher.xrange(STREAM)
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await publisher.xadd("orders", {"side": "sell"})
+
+
+async def test_publisher_wrong_password_is_one_auth_error_never_the_password(
+    locked_server: RedisServer,
+    heartbeats: list[Heartbeat],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A wrong password: one warning naming authentication, no password anywhere."""
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://exit_brain_pub:{WRONG_PASSWORD}@127.0.0.1:{locked_server.port}/0"
+    heartbeat = attach(redis.asyncio.from_url(url), heartbeats)
+
+    await wait_until(lambda: heartbeat.failed >= 4, 5, "four failed beats")
+    await heartbeat.stop()
+
+    assert heartbeat.published == 0
+    failures = [r for r in caplog.records if "publish failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert "AuthenticationError" in failures[0].getMessage()
+    captured = capsys.readouterr()
+    shown = [caplog.text, captured.out, captured.err, repr(heartbeat)]
+    shown += [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert not [text for text in shown if WRONG_PASSWORD in text]
+
+
+class Certificates:
+    """A test CA, a server certificate it signed, and an unrelated CA."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca = directory / "ca.crt"
+        self.server_cert = directory / "server.crt"
+        self.server_key = directory / "server.key"
+        self.other_ca = directory / "other-ca.crt"
+        self._directory = directory
+
+    def make(self) -> Certificates:
+        """Create every file with the openssl command."""
+        d = self._directory
+        self._openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", d / "ca.key", "-out", self.ca, "-subj", "/CN=test CA",
+        )  # fmt: skip
+        self._openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", d / "other-ca.key", "-out", self.other_ca,
+            "-subj", "/CN=unrelated CA",
+        )  # fmt: skip
+        self._openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.server_key,
+            "-out", d / "server.csr", "-subj", "/CN=127.0.0.1",
+        )  # fmt: skip
+        extensions = d / "server.ext"
+        extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        self._openssl(
+            "x509", "-req", "-in", d / "server.csr", "-CA", self.ca,
+            "-CAkey", d / "ca.key", "-CAcreateserial", "-days", "2",
+            "-out", self.server_cert, "-extfile", extensions,
+        )  # fmt: skip
+        return self
+
+    @staticmethod
+    def _openssl(*args: object) -> None:
+        subprocess.run(
+            ["openssl", *map(str, args)], check=True, capture_output=True, timeout=60
+        )
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """Certificates made for this module's tests; skipped without openssl."""
+    try:
+        subprocess.run(["openssl", "version"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("the openssl command is needed to make test certificates")
+    return Certificates(tmp_path_factory.mktemp("tls")).make()
+
+
+@pytest.fixture
+def tls_port(
+    redis_server_factory: Callable[..., RedisServer], certificates: Certificates
+) -> int:
+    """The TLS port of a server of the test's own (its plain port stays open)."""
+    port = port_for.select_random()
+    try:
+        redis_server_factory(
+            extra_args=[
+                "--tls-port", str(port),
+                "--tls-cert-file", str(certificates.server_cert),
+                "--tls-key-file", str(certificates.server_key),
+                "--tls-ca-cert-file", str(certificates.ca),
+                "--tls-auth-clients", "no",
+            ]
+        )  # fmt: skip
+    except Exception:
+        if _tls_missing():
+            pytest.skip("this redis-server was built without TLS support")
+        raise
+    return port
+
+
+def _tls_missing() -> bool:
+    # A build without TLS refuses tls-port as an unknown directive; a build
+    # with TLS gets past it and stops at the bad log level instead, so no
+    # server ever starts here.
+    probe = subprocess.run(
+        ["redis-server", "--tls-port", "0", "--port", "0", "--loglevel", "bad"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return "tls-port" in probe.stdout + probe.stderr
+
+
+async def test_publisher_beats_over_tls_with_the_right_ca(
+    tls_port: int, certificates: Certificates, heartbeats: list[Heartbeat]
+) -> None:
+    """rediss:// with the CA that signed the server's certificate: beats go out."""
+    client = redis.asyncio.from_url(
+        f"rediss://127.0.0.1:{tls_port}/0", ssl_ca_certs=str(certificates.ca)
+    )
+    heartbeat = attach(client, heartbeats)
+
+    await wait_until(lambda: heartbeat.published >= 3, 5, "three beats")
+
+    assert heartbeat.failed == 0
+    assert len(await read_entries(client)) >= 3
+
+
+async def test_publisher_refuses_a_certificate_that_does_not_verify(
+    tls_port: int,
+    certificates: Certificates,
+    heartbeats: list[Heartbeat],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server certificate from an unknown CA: nothing sent, one clear warning."""
+    caplog.set_level(logging.INFO, logger="exit_heartbeat")
+    client = redis.asyncio.from_url(
+        f"rediss://127.0.0.1:{tls_port}/0", ssl_ca_certs=str(certificates.other_ca)
+    )
+    heartbeat = attach(client, heartbeats)
+
+    await wait_until(lambda: heartbeat.failed >= 3, 5, "three failed beats")
+
+    assert heartbeat.published == 0
+    failures = [r for r in caplog.records if "publish failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert "certificate verify failed" in failures[0].getMessage()
