@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Sized
 from typing import Any
 
-from exit_heartbeat.cycle import _CycleWrapper, _peek_record
+from exit_heartbeat.cycle import _CycleWrapper, _function_key, _peek_record
 from exit_heartbeat.errors import AttachError
 
 __all__ = ["Counter", "ServiceProbe", "ServiceReading"]
@@ -84,12 +84,44 @@ def _first_attr(service: object, names: tuple[str, ...]) -> Any:
     return None
 
 
-def _has_timed_method(service: object) -> bool:
+def _decorated_members(service: object) -> list[tuple[object, _CycleWrapper]]:
+    """The class's decorated members, each with the wrapper inside it."""
+    found = []
     for klass in type(service).__mro__:
         for member in vars(klass).values():
-            if isinstance(member, _CycleWrapper) and member._self_timed:
-                return True
-    return False
+            # type(), not isinstance(): a wrapper passes itself off as the
+            # staticmethod or classmethod it wraps.
+            wrapper = member
+            if issubclass(type(member), staticmethod | classmethod):
+                wrapper = member.__func__
+            if isinstance(wrapper, _CycleWrapper):
+                found.append((member, wrapper))
+    return found
+
+
+def _has_timed_method(service: object) -> bool:
+    return any(wrapper._self_timed for _, wrapper in _decorated_members(service))
+
+
+def _record_owners(service: object) -> tuple[object, ...]:
+    """Where the decorators keep this service's records, best first.
+
+    A method records under its instance, but a decorated classmethod records
+    under the class and a staticmethod under its function; a service whose
+    cycle is one of those must be read there, or it would look stalled.
+    """
+    owners: list[object] = [service]
+    for member, wrapper in _decorated_members(service):
+        kinds = (type(member), type(wrapper.__wrapped__))
+        if any(issubclass(kind, classmethod) for kind in kinds):
+            owner: object = type(service)
+        elif any(issubclass(kind, staticmethod) for kind in kinds):
+            owner = _function_key(wrapper)
+        else:
+            continue
+        if all(owner is not known for known in owners):
+            owners.append(owner)
+    return tuple(owners)
 
 
 class ServiceProbe:
@@ -118,6 +150,7 @@ class ServiceProbe:
                 says which option to pass.
         """
         self._service = service
+        self._owners = _record_owners(service)
         name = type(service).__name__
         self._positions = self._counter(
             "positions", positions, "active_positions", required=True
@@ -206,7 +239,11 @@ class ServiceProbe:
         peak = loop_cycle_ms or 0.0
         cycles = errors = consecutive = 0
 
-        record = _peek_record(service)
+        record = None
+        for owner in self._owners:
+            record = _peek_record(owner)
+            if record is not None:
+                break
         if record is not None:
             if record.last_decision_ts is not None and (
                 decided is None or record.last_decision_ts > decided

@@ -422,6 +422,68 @@ async def test_heartbeat_consecutive_errors_degrade(
 # -- reading the service -------------------------------------------------------
 
 
+class ClassCycle(Quiet):
+    """A service whose cycle is a classmethod, decorators outside it."""
+
+    @timed_cycle
+    @decision
+    @classmethod
+    async def process_cycle(cls) -> None:
+        pass
+
+
+class ClassCycleInner(Quiet):
+    """A service whose cycle is a classmethod, decorators inside it."""
+
+    @classmethod
+    @timed_cycle
+    @decision
+    async def process_cycle(cls) -> None:
+        pass
+
+
+class StaticCycle(Quiet):
+    """A service whose cycle is a staticmethod, decorators outside it."""
+
+    @timed_cycle
+    @decision
+    @staticmethod
+    async def process_cycle() -> None:
+        pass
+
+
+class StaticCycleInner(Quiet):
+    """A service whose cycle is a staticmethod, decorators inside it."""
+
+    @staticmethod
+    @timed_cycle
+    @decision
+    async def process_cycle() -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "kind", [ClassCycle, ClassCycleInner, StaticCycle, StaticCycleInner]
+)
+async def test_heartbeat_reads_cycles_of_classmethods_and_staticmethods(
+    attach: Attach, clock: ManualClock, fake_redis: Any, kind: type[Quiet]
+) -> None:
+    """A cycle decorated as a classmethod or staticmethod is read, not stalled."""
+    service = kind(fake_redis)
+    service.active_positions = {"BTC": 1.0}
+    heartbeat = attach(service)
+    await clock.settle()
+
+    for _ in range(12):
+        await service.process_cycle()  # type: ignore[attr-defined]
+        await clock.advance(1.0)
+
+    assert heartbeat.last_status is Status.OK
+    assert heartbeat.last_entry is not None
+    assert heartbeat.last_entry.cycles == 12
+    assert heartbeat.last_entry.last_decision_ts is not None
+
+
 async def test_heartbeat_counts_an_int_positions_attribute_as_is(
     attach: Attach, clock: ManualClock, fake_redis: Any
 ) -> None:
