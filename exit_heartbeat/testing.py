@@ -11,12 +11,24 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 
 __all__ = ["ManualClock"]
 
 # Each sleeper woken up may need a few passes of the loop to finish its work
 # (a publish through an in-memory Redis takes several); this many is ample.
 _SETTLE_PASSES = 200
+
+
+def _check_span(method: str, seconds: float) -> None:
+    # A monotonic clock that steps back would break the code under test in
+    # ways no real clock can, so a negative or endless step is a test bug.
+    finite = isinstance(seconds, int | float) and math.isfinite(seconds)
+    if not finite or seconds < 0:
+        raise ValueError(
+            f"ManualClock.{method}() moves time forward: seconds must be a "
+            f"finite number, 0 or more, got {seconds!r}"
+        )
 
 
 class ManualClock:
@@ -68,7 +80,14 @@ class ManualClock:
         """Move time forward, waking each sleeper at its own deadline.
 
         This is time passing on a healthy loop: every sleeper runs on time.
+
+        Args:
+            seconds: How far to move, 0 or more.
+
+        Raises:
+            ValueError: ``seconds`` is negative or not a finite number.
         """
+        _check_span("advance", seconds)
         end = self._now + seconds
         await self.settle()
         while self._sleepers and self._sleepers[0][0] <= end:
@@ -83,7 +102,14 @@ class ManualClock:
         """Move time forward at once, as if the event loop had been blocked.
 
         Sleepers due during the gap wake only afterwards, all of them late.
+
+        Args:
+            seconds: How long the loop was blocked, 0 or more.
+
+        Raises:
+            ValueError: ``seconds`` is negative or not a finite number.
         """
+        _check_span("block", seconds)
         self._now += seconds
         self._wake_due()
         await self.settle()

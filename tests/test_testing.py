@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
+
+import pytest
 
 from exit_heartbeat.testing import ManualClock
 
@@ -130,3 +133,17 @@ async def test_manual_clock_cancelled_sleeper_is_skipped() -> None:
     assert kept.done()
 
     assert woke == [("kept", 2.0)]
+
+
+@pytest.mark.parametrize("seconds", [-1.0, math.nan, math.inf])
+@pytest.mark.parametrize("method", ["advance", "block"])
+async def test_manual_clock_refuses_to_move_back_or_forever(
+    method: str, seconds: float
+) -> None:
+    """advance and block refuse a negative or endless step, saying why."""
+    clock = ManualClock(start_s=0.0)
+
+    with pytest.raises(ValueError, match=rf"ManualClock\.{method}\(\) moves time"):
+        await getattr(clock, method)(seconds)
+
+    assert clock.monotonic() == 0.0
