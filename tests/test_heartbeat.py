@@ -12,6 +12,8 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
 import redis.exceptions
 
 from exit_heartbeat import (
@@ -651,6 +653,29 @@ async def test_attach_heartbeat_refuses_a_blocking_client() -> None:
 
     with pytest.raises(AttachError, match=r"asyncio client.*redis\.asyncio"):
         attach_heartbeat(Quiet(blocking))
+
+
+@pytest.mark.parametrize(
+    "make_client",
+    [
+        lambda: redis.asyncio.Redis(host="127.0.0.1", port=1),
+        lambda: redis.asyncio.from_url("rediss://127.0.0.1:1/0"),
+        lambda: redis.asyncio.Redis(unix_socket_path="/nonexistent/redis.sock"),
+        lambda: redis.asyncio.sentinel.Sentinel([("127.0.0.1", 1)]).master_for(
+            "exit-brain"
+        ),
+    ],
+    ids=["plain", "tls", "unix-socket", "sentinel"],
+)
+async def test_attach_heartbeat_accepts_any_asyncio_client(
+    attach: Attach, make_client: Callable[[], Any]
+) -> None:
+    """Plain, TLS, unix-socket and Sentinel clients are all accepted."""
+    client = make_client()
+
+    heartbeat = attach(Quiet(client))
+
+    assert heartbeat.state is HeartbeatState.RUNNING
 
 
 async def test_attach_heartbeat_refuses_an_unreadable_service(

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from exit_heartbeat import (
     DEFAULT_STREAM,
@@ -224,3 +227,22 @@ async def test_redis_outage_never_stops_the_service(
     assert "publish failed" in ours[0].getMessage()
     assert "recovered" in ours[1].getMessage()
     assert "missed_beats=" in ours[1].getMessage()
+
+
+async def test_publisher_over_a_unix_socket(
+    redis_server_factory: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    """A client on a unix socket publishes like any other."""
+    socket_path = tmp_path / "redis.sock"
+    redis_server_factory(
+        extra_args=["--unixsocket", str(socket_path), "--unixsocketperm", "700"]
+    )
+    client = redis.asyncio.Redis(unix_socket_path=str(socket_path))
+    heartbeat = attach_heartbeat(ExitBrain(client), interval_s=0.1)
+
+    await asyncio.sleep(0.35)
+    await heartbeat.stop()
+
+    assert heartbeat.published >= 3
+    assert await client.xlen(DEFAULT_STREAM) == heartbeat.published
+    await client.aclose()
