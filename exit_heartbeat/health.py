@@ -126,7 +126,8 @@ def _over(value: float, limit: float, places: int) -> str:
 
 def _age_s(now: float, at: float | None, attached_at: float) -> float:
     # Before the first event, count from attach time; an event stamped before
-    # attach time (or in the future, after a clock step) counts from attach.
+    # attach time counts from attach; one stamped in the future (a clock that
+    # stepped) counts as just now, never as a negative age.
     since = attached_at if at is None or at < attached_at else at
     return max(0.0, now - since)
 

@@ -231,3 +231,10 @@ def test_config_error_is_a_value_error() -> None:
     """Bad thresholds can be caught as plain ValueError."""
     with pytest.raises(ValueError, match="stall_after_s"):
         HealthPolicy(stall_after_s=-5.0)
+
+
+def test_evaluate_event_in_the_future_counts_as_just_now() -> None:
+    """A decision stamped after ``now`` gives an age of zero, never negative."""
+    snapshot = healthy(last_decision_at=NOW + 30.0, last_cycle_at=NOW + 30.0)
+
+    assert evaluate(snapshot, NOW, POLICY).status is Status.OK
