@@ -185,6 +185,9 @@ class Heartbeat:
         self._state = HeartbeatState.CREATED
         self._task: asyncio.Task[None] | None = None
         self._in_flight: asyncio.Future[Any] | None = None
+        # A publish whose beat was interrupted by stop() before it could be
+        # counted; the stop counts it once its outcome is known.
+        self._uncounted: asyncio.Future[Any] | None = None
         self._stopping: asyncio.Future[None] | None = None
         self._seq = 0
         self._published = 0
@@ -543,13 +546,14 @@ class Heartbeat:
                 approximate=self._approximate,
             )
         )
-        self._in_flight = publish
+        self._in_flight = self._uncounted = publish
         publish.add_done_callback(_consume_result)
         timer = asyncio.ensure_future(clock.sleep(self._timeout_s))
         try:
             await asyncio.wait({publish, timer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             timer.cancel()
+        self._uncounted = None
         if not publish.done():
             # Cancelling makes redis-py drop the connection, so its late
             # reply can never be read as the answer to a later command.
@@ -602,6 +606,7 @@ class Heartbeat:
             timer = asyncio.ensure_future(clock.sleep(self._timeout_s))
             await asyncio.wait({in_flight, timer}, return_when=asyncio.FIRST_COMPLETED)
             timer.cancel()
+        self._count_interrupted()
 
         entry = self._compose(0.0, status=Status.STOPPED)
         try:
@@ -616,6 +621,22 @@ class Heartbeat:
             )
         else:
             self._published += 1
+
+    def _count_interrupted(self) -> None:
+        # The stop cancelled the beat while its publish was in flight; the
+        # publish itself went on, and may well have reached Redis.
+        publish, self._uncounted = self._uncounted, None
+        if publish is None:
+            return
+        if (
+            publish.done()
+            and not publish.cancelled()
+            and publish.exception() is None
+            and _is_stream_id(publish.result())
+        ):
+            self._published += 1
+        else:
+            self._failed += 1
 
 
 def _consume_result(future: asyncio.Future[Any]) -> None:

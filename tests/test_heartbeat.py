@@ -856,6 +856,29 @@ async def test_heartbeat_stop_with_hanging_redis_is_bounded(
     assert any("STOPPED entry not published" in r.getMessage() for r in records(caplog))
 
 
+async def test_heartbeat_stop_counts_the_publish_it_interrupted(
+    attach: Attach, clock: ManualClock, flaky: FlakyRedis
+) -> None:
+    """A beat whose publish was in flight when stopped is still counted."""
+    original = flaky.xadd
+
+    async def slow_xadd(name: Any, fields: Any, **kwargs: Any) -> Any:
+        await clock.sleep(0.5)
+        return await original(name, fields, **kwargs)
+
+    flaky.xadd = slow_xadd  # type: ignore[method-assign]
+    heartbeat = attach(Quiet(flaky))
+    await clock.advance(1.2)
+
+    stopping = asyncio.ensure_future(heartbeat.stop())
+    await clock.advance(2.0)
+    await stopping
+
+    assert await flaky.xlen(DEFAULT_STREAM) == 3
+    assert heartbeat.published == 3
+    assert heartbeat.failed == 0
+
+
 # -- Redis trouble ---------------------------------------------------------------
 
 
