@@ -188,6 +188,9 @@ async def test_attach_heartbeat_publishes_every_field_at_once(
     assert entry["active_positions_count"] == "2"
     assert entry["pending_exits"] == "0"
     assert entry["last_decision_ts"] == "0"
+    assert entry["last_cycle_ts"] == "0"
+    assert entry["loop_cycle_ms"] == "0.000"
+    assert entry["cycles"] == "0"
     assert entry["timestamp"] == f"{clock.time():.6f}"
     assert entry["service"] == "ExitBrain"
     assert entry["instance"] == f"{socket.gethostname()}:{os.getpid()}"
@@ -349,6 +352,33 @@ async def test_heartbeat_fresh_start_has_decision_grace(
     await clock.advance(1.0)
     assert heartbeat.last_status is Status.DEGRADED
     assert heartbeat.last_reason == "no_decision_s=4.0>3 positions=1"
+
+
+@pytest.mark.parametrize("step_s", [-3600.0, 3600.0])
+async def test_heartbeat_wall_clock_step_triggers_no_rule(
+    attach: Attach,
+    clock: ManualClock,
+    fake_redis: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    step_s: float,
+) -> None:
+    """A wall clock stepped an hour while cycles go on leaves the service OK."""
+    wall = [1_800_000_000.0]
+    monkeypatch.setattr(cycle_module, "_wall_clock", lambda: wall[0])
+    service = ExitBrain(fake_redis)
+    service.active_positions = {"BTC": 1.0}
+    heartbeat = attach(service)
+
+    for second in range(15):
+        if second == 5:
+            wall[0] += step_s
+            clock.step_wall(step_s)
+        wall[0] += 1.0
+        await service.process_cycle()
+        await clock.advance(1.0)
+
+    assert heartbeat.last_status is Status.OK
+    assert heartbeat.published == 16
 
 
 async def test_heartbeat_decision_resets_the_decision_rule(
