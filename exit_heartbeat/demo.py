@@ -289,7 +289,7 @@ class _WatchdogThread:
             parts = [self._console.verdict(report.verdict)]
             if report.reason:
                 parts.append(report.reason + " ")
-            if report.age_s is not None:
+            if report.age_s is not None and report.verdict is not Verdict.STALE:
                 parts.append(f"(heartbeat {report.age_s:.1f}s ago)")
             self._console.event("watchdog", " ".join(parts))
 
@@ -386,7 +386,9 @@ def _summary(
                 + console.paint("MISSED", "31")
             )
             continue
-        said = f"{console.verdict(found.verdict)} {found.reason}".rstrip()
+        said = console.verdict(found.verdict, width=0 if not found.reason else 9)
+        if found.reason:
+            said += f" {found.reason}"
         console.line(
             f"  {number}. {step:<23} {phase.expected:<24} {found.at_s:7.2f}s  {said}"
         )
