@@ -110,6 +110,24 @@ class InstanceReport:
         """``(stream, instance)``: what the report is about."""
         return (self.stream, self.instance)
 
+    def status_line(self, with_subject: bool = False) -> str:
+        """The line operators grep for: ``Status: heartbeat=0.4s ago, status=OK``.
+
+        Args:
+            with_subject: Append the stream and instance, as a watchdog does
+                when it watches more than one.
+
+        Returns:
+            The line, with the reason appended when there is one.
+        """
+        heard = "none" if self.age_s is None else f"{self.age_s:.1f}s ago"
+        line = f"Status: heartbeat={heard}, status={self.verdict.value}"
+        if self.reason:
+            line += f", reason={self.reason}"
+        if with_subject:
+            line += f", stream={self.stream}, instance={self.instance or '-'}"
+        return line
+
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready values, the entry's fields included.
 
