@@ -41,7 +41,7 @@ class Fault(enum.Enum):
 class Pace:
     """Every duration of the demo, from one speed factor.
 
-    At speed 1 the day takes about 21 s; at speed 4, about 5 s. Thresholds
+    At speed 1 the day takes about 20 s; at speed 4, about 5 s. Thresholds
     scale with the durations so that each fault trips the same rule.
 
     Attributes:

@@ -356,7 +356,6 @@ async def _live(
             )
             await _enter(phase, brain)
             await asyncio.sleep(phase.duration_s)
-        await brain.stop()
     finally:
         watchdog.stop()
         await client.aclose()
@@ -374,10 +373,14 @@ def _summary(
     console.line("What the watchdog saw, step by step:")
     console.line(f"  {'step':<26} {'expected':<24} {'seen at':>8}  watchdog said")
     all_seen = True
+    seen_s = 0.0
     for number, (phase, start_s) in enumerate(zip(phases, began_s, strict=True), 1):
         step = phase.title.split(":")[0]
+        # Each verdict counts only once its step has begun and the previous
+        # step's verdict was seen: the day must be seen in its order.
+        since_s = max(start_s, seen_s)
         found = next(
-            (s for s in sightings if s.at_s >= start_s and _matches(phase, s)), None
+            (s for s in sightings if s.at_s >= since_s and _matches(phase, s)), None
         )
         if found is None:
             all_seen = False
@@ -386,6 +389,8 @@ def _summary(
                 + console.paint("MISSED", "31")
             )
             continue
+
+        seen_s = found.at_s
         said = console.verdict(found.verdict, width=0 if not found.reason else 9)
         if found.reason:
             said += f" {found.reason}"
@@ -406,7 +411,7 @@ def run_demo(
     Args:
         redis_url: The Redis server to use; ``None`` serves one from this
             process.
-        speed: How much faster than the default (about 21 s) to run.
+        speed: How much faster than the default (about 20 s) to run.
         out: Where to print; standard output by default.
         colour: Colour the output; by default only on a terminal, and never
             when ``NO_COLOR`` is set.
@@ -514,7 +519,7 @@ def build_parser(
         type=_speed,
         default=1.0,
         help="run the day this many times faster, from 0.1 to 10 (default: 1, "
-        "about 21 s)",
+        "about 20 s)",
     )
     parser.add_argument(
         "--no-color",

@@ -7,6 +7,7 @@ order of the watchdog's verdicts, never how long each took.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import subprocess
@@ -21,6 +22,7 @@ from exit_heartbeat.demo import (
     EmbeddedRedisError,
     _Console,
     _day,
+    _Phase,
     _Sighting,
     _summary,
 )
@@ -146,14 +148,60 @@ def test_demo_says_when_the_redis_server_cannot_be_reached(
     assert "Traceback" not in result.stderr
 
 
+def sightings_of_the_day(began_s: list[float], phases: list[_Phase]) -> list[_Sighting]:
+    """One sighting of each step's expected verdict, half a second into it."""
+    return [
+        _Sighting(
+            at_s=start_s + 0.5,
+            verdict=phase.verdict,
+            reason="" if phase.rule is None else f"{RULE_FIGURES[phase.rule]}=9>1",
+            age_s=0.1,
+        )
+        for start_s, phase in zip(began_s, phases, strict=True)
+    ]
+
+
+RULE_FIGURES = {"cycle": "cycle_ms", "decision": "no_decision_s", "stall": "no_cycle_s"}
+
+
+def test_demo_summary_passes_when_every_verdict_was_seen_in_order() -> None:
+    """Every step's verdict seen in its step makes the run a success."""
+    phases = _day(Pace(speed=10))
+    began_s = [float(number) for number in range(len(phases))]
+    out = io.StringIO()
+
+    all_seen = _summary(
+        _Console(out, False), phases, began_s, sightings_of_the_day(began_s, phases)
+    )
+
+    assert all_seen
+    assert "MISSED" not in out.getvalue()
+
+
+def test_demo_summary_fails_when_verdicts_came_out_of_order() -> None:
+    """A step's verdict seen only before the previous step's counts as missed."""
+    phases = _day(Pace(speed=10))
+    began_s = [float(number) for number in range(len(phases))]
+    sightings = sightings_of_the_day(began_s, phases)
+    # The slow cycle (step 2) is seen only after the decision rule (step 3).
+    sightings[1] = dataclasses.replace(sightings[1], at_s=2.9)
+    sightings.sort(key=lambda sighting: sighting.at_s)
+    out = io.StringIO()
+
+    all_seen = _summary(_Console(out, False), phases, began_s, sightings)
+
+    assert not all_seen
+    assert "3. no decisions" in out.getvalue().split("MISSED")[0].splitlines()[-1]
+
+
 def test_demo_summary_fails_when_a_verdict_was_never_seen() -> None:
     """The summary marks an unseen step MISSED and the run as failed."""
     phases = _day(Pace(speed=10))
     began_s = [float(number) for number in range(len(phases))]
     sightings = [
-        _Sighting(at_s=start_s + 0.5, verdict=phase.verdict, reason="", age_s=0.1)
-        for start_s, phase in zip(began_s, phases, strict=True)
-        if phase.verdict is not Verdict.STALE
+        sighting
+        for sighting in sightings_of_the_day(began_s, phases)
+        if sighting.verdict is not Verdict.STALE
     ]
     out = io.StringIO()
 
