@@ -31,22 +31,22 @@ def _public_names() -> set[str]:
     }
 
 
-def test_all_is_sorted() -> None:
+def test_api_all_is_sorted() -> None:
     """__all__ is sorted constants first, then classes, then functions."""
     assert exit_heartbeat.__all__ == sorted(exit_heartbeat.__all__, key=_isort_key)
 
 
-def test_all_has_no_duplicates() -> None:
+def test_api_all_has_no_duplicates() -> None:
     """Each name is listed once."""
     assert len(set(exit_heartbeat.__all__)) == len(exit_heartbeat.__all__)
 
 
-def test_all_matches_the_public_exports() -> None:
+def test_api_all_matches_the_public_exports() -> None:
     """__all__ lists exactly the public names the package defines."""
     assert set(exit_heartbeat.__all__) == _public_names()
 
 
-def test_star_import_gives_all() -> None:
+def test_api_star_import_gives_all() -> None:
     """``from exit_heartbeat import *`` binds exactly the names in __all__."""
     namespace: dict[str, object] = {}
     exec("from exit_heartbeat import *", namespace)
@@ -54,7 +54,7 @@ def test_star_import_gives_all() -> None:
     assert set(namespace) - {"__builtins__"} == set(exit_heartbeat.__all__)
 
 
-def test_public_classes_and_functions_have_docstrings() -> None:
+def test_api_classes_and_functions_have_docstrings() -> None:
     """Every exported class and function says what it is for."""
     undocumented = [
         name
@@ -69,7 +69,7 @@ def test_public_classes_and_functions_have_docstrings() -> None:
     assert undocumented == []
 
 
-def test_version_matches_the_installed_metadata() -> None:
+def test_api_version_matches_the_installed_metadata() -> None:
     """__version__ is the version the package was installed as."""
     installed = importlib.metadata.version("exit_heartbeat")
 

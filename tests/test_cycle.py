@@ -311,7 +311,7 @@ def test_decorators_refuse_a_class(decorator: Callable[[Any], Any]) -> None:
 # -- stacking -------------------------------------------------------------------
 
 
-async def test_stacking_order_gives_the_same_records(
+async def test_decorators_stacking_order_gives_the_same_records(
     perf: SteppedClock, wall: SteppedClock
 ) -> None:
     """timed_cycle over decision and decision over timed_cycle record alike."""
@@ -339,7 +339,7 @@ async def test_stacking_order_gives_the_same_records(
 
 
 @pytest.mark.parametrize("order", ["timed_outer", "decision_outer"])
-def test_stacking_merges_into_one_wrapper(order: str) -> None:
+def test_decorators_stacking_merges_into_one_wrapper(order: str) -> None:
     """Stacked decorators leave one wrapper straight over the function."""
 
     def process_cycle() -> None:
@@ -685,7 +685,9 @@ async def test_timed_cycle_does_not_keep_a_dropped_service_alive() -> None:
     assert key not in cycle_module._records
 
 
-def test_unwatched_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timed_cycle_unwatched_table_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Owners that cannot be weakly referenced cannot grow the side table forever."""
     monkeypatch.setattr(cycle_module, "_MAX_UNWATCHED", 3)
     monkeypatch.setattr(cycle_module, "_unwatched", {})

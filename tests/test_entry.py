@@ -160,7 +160,7 @@ def test_decode_entry_refuses_invalid_utf8() -> None:
         decode_entry(fields)
 
 
-def test_malformed_entry_error_is_a_value_error() -> None:
+def test_decode_entry_error_is_a_value_error() -> None:
     """Decoding errors can be caught as plain ValueError."""
     with pytest.raises(ValueError, match="status"):
         decode_entry({"timestamp": "1800000000"})

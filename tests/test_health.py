@@ -227,7 +227,7 @@ def test_health_policy_refuses_bad_error_count(value: object) -> None:
         HealthPolicy(max_consecutive_errors=value)  # type: ignore[arg-type]
 
 
-def test_config_error_is_a_value_error() -> None:
+def test_health_policy_error_is_a_value_error() -> None:
     """Bad thresholds can be caught as plain ValueError."""
     with pytest.raises(ValueError, match="stall_after_s"):
         HealthPolicy(stall_after_s=-5.0)

@@ -966,6 +966,20 @@ async def test_heartbeat_publish_times_out(
     assert "no reply within 0.3s" in records(caplog)[-1].getMessage()
 
 
+async def test_heartbeat_default_timeout_is_most_of_the_interval(
+    attach: Attach, clock: ManualClock, flaky: FlakyRedis
+) -> None:
+    """Without timeout_s, a hung publish fails after 80% of the interval."""
+    flaky.mode = "hang"
+    heartbeat = attach(Quiet(flaky), interval_s=2.0)
+
+    await clock.advance(1.55)
+    assert heartbeat.failed == 0
+    await clock.advance(0.1)
+
+    assert heartbeat.failed == 1
+
+
 async def test_heartbeat_keeps_at_most_one_publish_in_flight(
     attach: Attach, clock: ManualClock, flaky: FlakyRedis
 ) -> None:
