@@ -116,7 +116,7 @@ async def run_cycles(service: Any, pause_s: float, done: asyncio.Event) -> int:
     return count
 
 
-async def test_quick_start_publishes_to_a_real_server(
+async def test_heartbeat_quick_start_publishes_to_a_real_server(
     redis_server: RedisServer,
 ) -> None:
     """The quick-start service grows the stream by one a second, every field set."""
@@ -146,7 +146,7 @@ async def test_quick_start_publishes_to_a_real_server(
     await client.aclose()
 
 
-async def test_stream_grows_about_one_entry_per_interval(
+async def test_heartbeat_stream_grows_one_entry_per_interval(
     redis_server: RedisServer,
 ) -> None:
     """At 0.1 s, about ten numbered entries a second reach the server."""
@@ -190,7 +190,7 @@ async def test_mixin_service_publishes_to_a_real_server(
     await client.aclose()
 
 
-async def test_redis_outage_never_stops_the_service(
+async def test_heartbeat_redis_outage_never_stops_the_service(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis killed and restarted: cycles go on, beats resume, two log lines."""
@@ -229,7 +229,7 @@ async def test_redis_outage_never_stops_the_service(
     assert "missed_beats=" in ours[1].getMessage()
 
 
-async def test_publisher_over_a_unix_socket(
+async def test_heartbeat_publishes_over_a_unix_socket(
     redis_server_factory: Callable[..., RedisServer], tmp_path: Path
 ) -> None:
     """A client on a unix socket publishes like any other."""
