@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import math
 import sys
-import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO
 
@@ -27,8 +26,9 @@ from exit_heartbeat._embedded import EmbeddedRedis, EmbeddedRedisError
 from exit_heartbeat.entry import HeartbeatEntry, decode_entry
 from exit_heartbeat.errors import MalformedEntryError
 from exit_heartbeat.keys import DEFAULT_STREAM
+from exit_heartbeat.redaction import Redactor, redact_url
 
-__all__ = ["ExampleOptions", "describe_entry", "run_example", "safe_url"]
+__all__ = ["ExampleOptions", "describe_entry", "run_example"]
 
 # How often the printer looks for new entries; well under any interval.
 _POLL_S = 0.1
@@ -57,25 +57,6 @@ class ExampleOptions:
 #: An example: given a Redis client and the options, run the service for
 #: ``options.seconds`` and stop it cleanly.
 ExampleRun = Callable[["redis.asyncio.Redis", ExampleOptions], Awaitable[None]]
-
-
-def safe_url(url: str) -> str:
-    """Return ``url`` with its password, if any, replaced by ``***``.
-
-    Args:
-        url: A Redis URL as given by the user.
-
-    Returns:
-        The URL, safe to print.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def describe_entry(entry: HeartbeatEntry) -> str:
@@ -116,12 +97,24 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _redis_url(text: str) -> str:
+def redis_url_argument(text: str) -> str:
+    """Check a ``--redis-url`` value for argparse; a bad one gets a reason.
+
+    Args:
+        text: The value given on the command line.
+
+    Returns:
+        The URL, unchanged.
+
+    Raises:
+        argparse.ArgumentTypeError: It is not a Redis URL; the password, if
+            any, is hidden in the message.
+    """
     try:
         parse_url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"{safe_url(text)!r} is not a Redis URL: {exc}; for example "
+            f"{redact_url(text)!r} is not a Redis URL: {exc}; for example "
             f"redis://localhost:6379/0"
         ) from None
     return text
@@ -137,7 +130,7 @@ def _parser(
         )
     parser.add_argument(
         "--redis-url",
-        type=_redis_url,
+        type=redis_url_argument,
         help="Redis server to publish to, e.g. redis://localhost:6379/0 "
         "(default: a Redis server embedded in this process)",
     )
@@ -203,9 +196,9 @@ async def _run(run: ExampleRun, options: ExampleOptions, url: str, out: TextIO) 
             return 1
         except (redis.exceptions.RedisError, OSError) as exc:
             print(
-                f"error: cannot reach Redis at {safe_url(url)}: "
-                f"{str(exc).rstrip('.')}. Is the server running, and is the URL "
-                f"right?",
+                f"error: cannot reach Redis at {redact_url(url)}: "
+                f"{Redactor(url)(str(exc)).rstrip('.')}. Is the server running, "
+                f"and is the URL right?",
                 file=sys.stderr,
             )
             return 1
@@ -273,7 +266,7 @@ def run_example(
             url = server.url
             print(f"Redis: a server embedded in this process at {url}", file=out)
         else:
-            print(f"Redis: {safe_url(url)}", file=out)
+            print(f"Redis: {redact_url(url)}", file=out)
         print(
             f"Running for {options.seconds:g}s; every heartbeat published to "
             f"{stream} follows, one a line.",

@@ -33,16 +33,16 @@ from typing import ClassVar, NoReturn, TextIO
 
 import redis.asyncio
 import redis.exceptions
-from redis.asyncio.connection import parse_url
 
 from exit_heartbeat._embedded import EmbeddedRedis, EmbeddedRedisError
 from exit_heartbeat._example import (
     ExampleOptions,
     describe_entry,
+    redis_url_argument,
     run_example,
-    safe_url,
 )
 from exit_heartbeat._scripted import DEMO_STREAM, Fault, Pace, ScriptedExitBrain
+from exit_heartbeat.redaction import Redactor, redact_url
 from exit_heartbeat.verdict import InstanceReport, Verdict
 from exit_heartbeat.watchdog import Transition, Watchdog
 
@@ -55,7 +55,6 @@ __all__ = [
     "main",
     "run_demo",
     "run_example",
-    "safe_url",
 ]
 
 # Longest wait for one Redis reply from the demo's own clients.
@@ -327,7 +326,7 @@ def _banner(console: _Console, phases: list[_Phase], url: str, where: str) -> No
     console.line(f"Redis: {where}")
     console.line("To watch the same day from a second terminal, run:")
     console.line(
-        f"  exit-heartbeat watch --redis-url {safe_url(url)} --stream {DEMO_STREAM}"
+        f"  exit-heartbeat watch --redis-url {redact_url(url)} --stream {DEMO_STREAM}"
     )
     console.line()
 
@@ -433,14 +432,15 @@ def run_demo(
             redis_url = server.url
             where = f"a server embedded in this process at {redis_url}"
         else:
-            where = safe_url(redis_url)
+            where = redact_url(redis_url)
         phases, began_s, watchdog = asyncio.run(_live(redis_url, pace, console, where))
     except EmbeddedRedisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (redis.exceptions.RedisError, OSError) as exc:
         print(
-            f"error: cannot use Redis at {safe_url(redis_url or '')}: {exc}",
+            f"error: cannot use Redis at {redact_url(redis_url or '')}: "
+            f"{Redactor(redis_url)(str(exc))}",
             file=sys.stderr,
         )
         return 1
@@ -481,17 +481,6 @@ def _speed(text: str) -> float:
     return value
 
 
-def _redis_url(text: str) -> str:
-    try:
-        parse_url(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{safe_url(text)!r} is not a Redis URL: {exc}; for example "
-            f"redis://localhost:6379/0"
-        ) from None
-    return text
-
-
 def build_parser(
     parser: argparse.ArgumentParser | None = None,
 ) -> argparse.ArgumentParser:
@@ -510,7 +499,7 @@ def build_parser(
         )
     parser.add_argument(
         "--redis-url",
-        type=_redis_url,
+        type=redis_url_argument,
         help="a Redis server to run the demo on (default: one embedded in "
         "this process)",
     )
