@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from exit_heartbeat.clock import Clock, LoopClock
-from exit_heartbeat.entry import HeartbeatEntry, encode_entry
+from exit_heartbeat.entry import _MAX_TEXT, HeartbeatEntry, encode_entry
 from exit_heartbeat.errors import AlreadyAttachedError, AttachError, ConfigError
 from exit_heartbeat.health import Health, HealthPolicy, HealthSnapshot, evaluate
 from exit_heartbeat.keys import DEFAULT_STREAM
@@ -161,6 +161,15 @@ class Heartbeat:
             )
         if not isinstance(stream, str) or not stream:
             raise ConfigError(f"stream must be a non-empty key name, got {stream!r}")
+        for option, text in (("service_name", service_name), ("instance", instance)):
+            # A longer name would be published, then refused by every reader.
+            if text is not None and (
+                not isinstance(text, str) or len(text) > _MAX_TEXT
+            ):
+                raise ConfigError(
+                    f"{option} must be text of at most {_MAX_TEXT} characters, "
+                    f"got {text!r:.60}"
+                )
 
         self._service = service
         redis = getattr(service, "redis", None) if redis is None else redis

@@ -9,6 +9,7 @@ watched; and the counters given as options (``positions``, ``pending_exits``).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Sized
 from typing import Any
@@ -199,6 +200,13 @@ class ServiceProbe:
                 )
             attr = given
             return lambda: _as_count(what, getattr(service, attr))
+        if inspect.iscoroutinefunction(given):
+            # The count is read on every beat, inside the publisher; an
+            # awaitable there would never be awaited.
+            raise AttachError(
+                f"{option} must be a plain function of the service, not an "
+                f"async one: keep the count in an attribute and pass its name."
+            )
         if callable(given):
             count = given
             return lambda: _as_count(what, count(service))

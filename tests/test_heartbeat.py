@@ -749,6 +749,8 @@ async def test_attach_heartbeat_refuses_a_bad_positions_counter(
         ({"stall_after_s": -1}, "stall_after_s must be a positive number"),
         ({"max_loop_lag_ms": -1}, "max_loop_lag_ms must be a positive number"),
         ({"max_consecutive_errors": 0}, "max_consecutive_errors must be a whole"),
+        ({"service_name": "x" * 1001}, "service_name must be text of at most"),
+        ({"instance": 42}, "instance must be text of at most"),
     ],
 )
 async def test_attach_heartbeat_refuses_bad_options(

@@ -151,3 +151,13 @@ def test_probe_passes_a_counter_error_to_the_caller() -> None:
 
     with pytest.raises(KeyError):
         probe.read()
+
+
+def test_probe_refuses_an_async_counter() -> None:
+    """An async counter is refused at once with what to do instead."""
+
+    async def count(service: object) -> int:
+        return 1
+
+    with pytest.raises(AttachError, match=r"not an async one.*pass its name"):
+        ServiceProbe(Bare(), positions=count)
