@@ -74,3 +74,21 @@ def test_api_version_matches_the_installed_metadata() -> None:
     installed = importlib.metadata.version("exit_heartbeat")
 
     assert exit_heartbeat.__version__ == installed
+
+
+def test_api_errors_share_one_base_and_the_expected_builtins() -> None:
+    """Every library error is a HeartbeatError and the built-in a user expects."""
+    assert issubclass(exit_heartbeat.ConfigError, exit_heartbeat.HeartbeatError)
+    assert issubclass(exit_heartbeat.ConfigError, ValueError)
+    assert issubclass(exit_heartbeat.MalformedEntryError, ValueError)
+    assert issubclass(exit_heartbeat.AttachError, RuntimeError)
+    assert issubclass(exit_heartbeat.AlreadyAttachedError, exit_heartbeat.AttachError)
+    for name in ("ConfigError", "AttachError", "MalformedEntryError"):
+        assert issubclass(getattr(exit_heartbeat, name), exit_heartbeat.HeartbeatError)
+
+
+def test_api_statuses_print_as_their_values() -> None:
+    """Status and HeartbeatState print as the words published and logged."""
+    assert [str(s) for s in exit_heartbeat.Status] == ["OK", "DEGRADED", "STOPPED"]
+    assert str(exit_heartbeat.HeartbeatState.RUNNING) == "running"
+    assert exit_heartbeat.Status("DEGRADED") is exit_heartbeat.Status.DEGRADED

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import pytest
 
+from exit_heartbeat.clock import LoopClock
 from exit_heartbeat.testing import ManualClock
 
 
@@ -147,3 +149,31 @@ async def test_manual_clock_refuses_to_move_back_or_forever(
         await getattr(clock, method)(seconds)
 
     assert clock.monotonic() == 0.0
+
+
+def test_loop_clock_reads_the_loop_time() -> None:
+    """LoopClock's monotonic reading is the loop's own time."""
+
+    class Loop:
+        def time(self) -> float:
+            return 42.5
+
+    clock = LoopClock(Loop())  # type: ignore[arg-type]
+
+    assert clock.monotonic() == 42.5
+    assert abs(clock.time() - time.time()) < 60.0
+
+
+async def test_loop_clock_sleep_zero_yields_once() -> None:
+    """LoopClock.sleep(0) lets other tasks run, then returns."""
+    clock = LoopClock(asyncio.get_running_loop())
+    ran: list[bool] = []
+
+    async def other() -> None:
+        ran.append(True)
+
+    task = asyncio.ensure_future(other())
+    await clock.sleep(0)
+
+    assert ran == [True]
+    await task
