@@ -259,6 +259,8 @@ class _WatchdogThread:
                 streams=[DEMO_STREAM],
                 interval_s=pace.watch_interval_s,
                 stale_after_s=pace.stale_after_s,
+                # With -v, the journal's view: OK lines now and then only.
+                quiet_ok_s=pace.s(5.0),
                 timeout_s=_WATCH_TIMEOUT_S,
             )
             dog.add_report_listener(self._on_reports)
@@ -481,34 +483,42 @@ def _speed(text: str) -> float:
     return value
 
 
-def build_parser(
-    parser: argparse.ArgumentParser | None = None,
-) -> argparse.ArgumentParser:
-    """Add the demo's options to ``parser`` (a new one when ``None``).
+_DESCRIPTION = """\
+Play a scripted day of the patched ExitBrain v3.5 service and its watchdog:
+healthy, a slow cycle, no decisions, a hung cycle, a blocked event loop,
+recovery and a clean stop. The watchdog's findings are printed as they happen,
+then a summary; the exit code is 0 only if it saw every expected verdict.
 
-    Args:
-        parser: The ``demo`` subcommand's parser, or ``None``.
+Without --redis-url the demo serves Redis from this process and prints the
+URL, so that `exit-heartbeat watch` in a second terminal can follow the day."""
 
-    Returns:
-        The parser.
-    """
-    if parser is None:
-        parser = _Parser(
-            prog="exit-heartbeat demo",
-            description=__doc__.split("\n\n")[0] if __doc__ else None,
-        )
+_EPILOG = """\
+examples:
+  exit-heartbeat demo
+  exit-heartbeat demo --speed 3
+  exit-heartbeat demo --redis-url redis://localhost:6379/0"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="exit-heartbeat demo",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--redis-url",
         type=redis_url_argument,
-        help="a Redis server to run the demo on (default: one embedded in "
-        "this process)",
+        metavar="URL",
+        help="a Redis server to run the demo on; it writes only to "
+        f"{DEMO_STREAM} (default: a server embedded in this process)",
     )
     parser.add_argument(
         "--speed",
         type=_speed,
         default=1.0,
-        help="run the day this many times faster, from 0.1 to 10 (default: 1, "
-        "about 20 s)",
+        metavar="N",
+        help="run the day N times faster, from 0.1 to 10 (default: 1, about 20 s)",
     )
     parser.add_argument(
         "--no-color",
@@ -521,7 +531,6 @@ def build_parser(
         action="store_true",
         help="also show the log lines of the heartbeat and the watchdog",
     )
-    parser.epilog = "example: exit-heartbeat demo --speed 2"
     return parser
 
 
@@ -534,18 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code of `run_demo`; bad arguments exit with 3 and a message.
     """
-    return run_parsed(build_parser().parse_args(argv))
-
-
-def run_parsed(args: argparse.Namespace) -> int:
-    """Run the demo with arguments parsed by `build_parser`.
-
-    Args:
-        args: The parsed arguments.
-
-    Returns:
-        The exit code of `run_demo`.
-    """
+    args = _parser().parse_args(argv)
     _quiet_library_logs(verbose=args.verbose)
     return run_demo(
         redis_url=args.redis_url,
