@@ -103,6 +103,16 @@ def test_demo_prints_the_url_of_its_embedded_server_and_no_colour_when_piped() -
     assert "\033[" not in result.stdout
 
 
+def test_demo_shows_the_library_log_lines_only_with_verbose() -> None:
+    """-v adds the heartbeat's and the watchdog's log lines on stderr."""
+    quiet = run_demo("--speed", "10")
+    verbose = run_demo("--speed", "10", "-v")
+
+    assert "exit_heartbeat" not in quiet.stderr
+    assert "exit_heartbeat.watchdog: Status: heartbeat=" in verbose.stderr
+    assert "exit_heartbeat.heartbeat: heartbeat started" in verbose.stderr
+
+
 @pytest.mark.redis_server
 def test_demo_runs_on_a_redis_server_given_by_url(redis_server: RedisServer) -> None:
     """With --redis-url the demo runs its day on that server, not its own."""
