@@ -17,7 +17,7 @@ import port_for
 import pytest
 import redis.asyncio
 
-from exit_heartbeat import Heartbeat, Status, attach_heartbeat
+from exit_heartbeat import Heartbeat, Status, Verdict, Watchdog, attach_heartbeat
 from tests.faults.harness import STREAM, TradingService, read_entries, wait_until
 from tests.server import RedisServer
 
@@ -30,13 +30,16 @@ USER_PASSWORD = "user-pw-9f3a"
 WRONG_PASSWORD = "wrong-pw-71c2"
 
 
-def readme_acl_line(user: str) -> list[str]:
-    """The README's ACL rule words for ``user``, with the test's password."""
+def readme_acl_line(user: str, which: int = 0) -> list[str]:
+    """The rule words of the README's ACL line number ``which`` for ``user``.
+
+    The password in the README is replaced by the test's.
+    """
     text = README.read_text(encoding="utf-8")
     section = text.split("<!-- section:access -->")[1].split("<!-- /section")[0]
-    match = re.search(rf"^user {user} (.*)$", section, re.MULTILINE)
-    assert match, f"the README's access section has no ACL line for {user}"
-    rules = match.group(1).split()
+    lines = re.findall(rf"^user {user} (.*)$", section, re.MULTILINE)
+    assert len(lines) > which, f"the README's access section lacks {user} lines"
+    rules = lines[which].split()
     return [f">{USER_PASSWORD}" if r.startswith(">") else r for r in rules]
 
 
@@ -128,6 +131,72 @@ async def test_publisher_wrong_password_is_one_auth_error_never_the_password(
     assert "AuthenticationError" in failures[0].getMessage()
     captured = capsys.readouterr()
     shown = [caplog.text, captured.out, captured.err, repr(heartbeat)]
+    shown += [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert not [text for text in shown if WRONG_PASSWORD in text]
+
+
+ALERTS = "quantum:alerts:exit_brain"
+
+
+@pytest.mark.parametrize("alerts", [False, True], ids=["reading", "alerting"])
+async def test_watchdog_reads_as_acl_user_allowed_only_to_read(
+    locked_server: RedisServer, heartbeats: list[Heartbeat], alerts: bool
+) -> None:
+    """The README's watchdog ACL lines are enough to judge, scan and alert."""
+    async with locked_server.client() as admin:
+        url = f"redis://:{ADMIN_PASSWORD}@127.0.0.1:{locked_server.port}/0"
+        heartbeat = attach(redis.asyncio.from_url(url), heartbeats)
+        await wait_until(lambda: heartbeat.published >= 1, 5, "a beat")
+        await admin.acl_setuser("exit_brain_watch", reset=True)
+        rules = readme_acl_line("exit_brain_watch", which=int(alerts))
+        await admin.execute_command("ACL", "SETUSER", "exit_brain_watch", *rules)
+        await admin.acl_log_reset()
+        port = locked_server.port
+        url = f"redis://exit_brain_watch:{USER_PASSWORD}@127.0.0.1:{port}"
+
+        async with redis.asyncio.from_url(url) as reader:
+            by_name = await Watchdog(reader, streams=[STREAM]).check()
+            by_pattern = await Watchdog(reader, pattern="quantum:stream:*").check()
+            if alerts:
+                # A stream that does not exist is MISSING: one alert.
+                dog = Watchdog(
+                    reader,
+                    streams=["quantum:stream:gone"],
+                    alert_stream=ALERTS,
+                    alert_after=1,
+                )
+                await dog.check()
+                await dog.stop()
+
+            assert [r.verdict for r in by_name] == [Verdict.OK]
+            assert [r.verdict for r in by_pattern] == [Verdict.OK]
+            assert await admin.xlen(ALERTS) == int(alerts)
+            assert await admin.acl_log() == []
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await reader.xadd(STREAM, {"status": "OK"})
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await reader.delete(STREAM)
+
+
+async def test_watchdog_wrong_password_is_unreachable_never_the_password(
+    locked_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A wrong password: UNREACHABLE naming authentication, no password shown."""
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://exit_brain_watch:{WRONG_PASSWORD}@127.0.0.1:{locked_server.port}"
+
+    async with redis.asyncio.from_url(url) as reader:
+        dog = Watchdog(reader, streams=[STREAM], alert_after=1)
+        reports = [await dog.check() for _ in range(3)]
+
+    assert {r.verdict for check in reports for r in check} == {Verdict.UNREACHABLE}
+    assert "AuthenticationError" in reports[0][0].reason
+    alerts = [r for r in caplog.records if "Alert: status=UNREACH" in r.getMessage()]
+    assert len(alerts) == 1
+    captured = capsys.readouterr()
+    shown = [caplog.text, captured.out, captured.err, reports[0][0].reason]
     shown += [r.getMessage() + (r.exc_text or "") for r in caplog.records]
     assert not [text for text in shown if WRONG_PASSWORD in text]
 
