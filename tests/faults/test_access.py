@@ -292,16 +292,18 @@ def _tls_missing() -> bool:
 async def test_publisher_beats_over_tls_with_the_right_ca(
     tls_port: int, certificates: Certificates, heartbeats: list[Heartbeat]
 ) -> None:
-    """rediss:// with the CA that signed the server's certificate: beats go out."""
+    """rediss:// with the CA that signed the server's certificate: beats, OK."""
     client = redis.asyncio.from_url(
         f"rediss://127.0.0.1:{tls_port}/0", ssl_ca_certs=str(certificates.ca)
     )
     heartbeat = attach(client, heartbeats)
 
     await wait_until(lambda: heartbeat.published >= 3, 5, "three beats")
+    reports = await Watchdog(client, streams=[STREAM]).check()
 
     assert heartbeat.failed == 0
     assert len(await read_entries(client)) >= 3
+    assert [r.verdict for r in reports] == [Verdict.OK]
 
 
 async def test_publisher_refuses_a_certificate_that_does_not_verify(
@@ -310,7 +312,7 @@ async def test_publisher_refuses_a_certificate_that_does_not_verify(
     heartbeats: list[Heartbeat],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A server certificate from an unknown CA: nothing sent, one clear warning."""
+    """An unknown CA: nothing sent, one clear warning, the watchdog UNREACHABLE."""
     caplog.set_level(logging.INFO, logger="exit_heartbeat")
     client = redis.asyncio.from_url(
         f"rediss://127.0.0.1:{tls_port}/0", ssl_ca_certs=str(certificates.other_ca)
@@ -319,7 +321,11 @@ async def test_publisher_refuses_a_certificate_that_does_not_verify(
 
     await wait_until(lambda: heartbeat.failed >= 3, 5, "three failed beats")
 
+    [report] = await Watchdog(client, streams=[STREAM]).check()
+
     assert heartbeat.published == 0
     failures = [r for r in caplog.records if "publish failed" in r.getMessage()]
     assert len(failures) == 1
     assert "certificate verify failed" in failures[0].getMessage()
+    assert report.verdict is Verdict.UNREACHABLE
+    assert "certificate verify failed" in report.reason
