@@ -167,9 +167,21 @@ async def _print_entries(
 ) -> int:
     """Print each new entry of ``stream`` until ``done`` and nothing is left."""
     printed = 0
+    failing = False
     while True:
         finishing = done.is_set()
-        entries: Any = await client.xrange(stream, min=f"({after_id}")
+        try:
+            entries: Any = await client.xrange(stream, min=f"({after_id}")
+        except (redis.exceptions.RedisError, OSError) as exc:
+            # The heartbeat rides out a Redis outage; so does its printer,
+            # saying so once rather than every poll.
+            if not failing:
+                print(f"(cannot read {stream} for now: {exc})", file=out, flush=True)
+            failing = True
+            entries = []
+        else:
+            failing = False
+
         for entry_id, fields in entries:
             after_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             try:

@@ -13,6 +13,7 @@ import difflib
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,6 +148,35 @@ def test_example_prints_each_entry_it_publishes(embedded_url: str) -> None:
         entry_id.decode() for entry_id, _ in entries
     ]
     assert " STOPPED " in lines[-1]
+
+
+@pytest.mark.redis_server
+def test_example_rides_out_a_redis_restart(redis_server: RedisServer) -> None:
+    """Redis going away mid-run costs a line of output, not the example."""
+    script = EXAMPLES / "decorated_service.py"
+    args = ["--redis-url", redis_server.url, "--seconds", "4", "--interval", "0.2"]
+    process = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        # Wait for the first entry, so the outage falls inside the run.
+        assert process.stdout is not None
+        while " seq=" not in process.stdout.readline():
+            pass
+        redis_server.kill()
+        time.sleep(1.0)
+        redis_server.start()
+        rest, errors = process.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        process.kill()
+
+    assert process.returncode == 0, errors
+    assert rest.count("cannot read") == 1
+    assert " STOPPED " in rest.splitlines()[-1]
 
 
 def test_example_runs_on_its_embedded_server_without_url() -> None:
