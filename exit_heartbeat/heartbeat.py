@@ -70,6 +70,13 @@ class _PublishBusyError(Exception):
         super().__init__("the previous publish has not finished")
 
 
+class _PublishCancelledError(Exception):
+    """The publish was cancelled by something other than its timeout."""
+
+    def __init__(self) -> None:
+        super().__init__("the command was cancelled before Redis answered")
+
+
 def _number_option(name: str, value: Any, unit: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number of {unit}, got {value!r}")
@@ -373,6 +380,18 @@ class Heartbeat:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         _tasks.discard(task)
         if task.cancelled():
+            if self._stopping is None:
+                # Cancelled by someone else, often a shutdown that cancels
+                # every task: no STOPPED entry went out, so a watchdog will
+                # see a crash. Say so, and free the service for a new attach.
+                self._release()
+                self._state = HeartbeatState.STOPPED
+                logger.warning(
+                    "heartbeat task cancelled without stop() service=%s "
+                    "stream=%s: no STOPPED entry was published",
+                    self._service_name,
+                    self._stream,
+                )
             return
         error = task.exception()
         if error is not None:
@@ -569,6 +588,10 @@ class Heartbeat:
             publish.cancel()
             raise _PublishTimeoutError(self._timeout_s)
 
+        if publish.cancelled():
+            # Cancelled from elsewhere (the client being closed, say): one
+            # failed beat, not a reason for the whole publisher to end.
+            raise _PublishCancelledError()
         reply = publish.result()
         if not _is_stream_id(reply):
             raise ValueError(f"XADD answered {reply!r:.60}, not an entry ID")

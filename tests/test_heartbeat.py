@@ -81,7 +81,8 @@ class FlakyRedis(fakeredis.aioredis.FakeRedis):  # type: ignore[misc]
 
     Modes: ``ok``, ``error`` (raises ConnectionError), ``hang`` (never
     answers), ``stubborn`` (never answers and ignores cancellation until
-    `release` is set), ``wrong`` (answers something that is not an entry ID).
+    `release` is set), ``wrong`` (answers something that is not an entry ID),
+    ``cancelled`` (ends cancelled, as when something else cancels the command).
     """
 
     mode = "ok"
@@ -111,6 +112,8 @@ class FlakyRedis(fakeredis.aioredis.FakeRedis):  # type: ignore[misc]
                 return b"1-0"
             if self.mode == "wrong":
                 return b"OK"
+            if self.mode == "cancelled":
+                raise asyncio.CancelledError
             return await super().xadd(name, fields, **kwargs)
         finally:
             self.in_flight -= 1
@@ -1011,6 +1014,41 @@ async def test_heartbeat_refuses_a_reply_that_is_not_an_entry_id(
 
     assert heartbeat.failed == 1
     assert heartbeat.published == 0
+
+
+async def test_heartbeat_survives_a_publish_cancelled_elsewhere(
+    attach: Attach, clock: ManualClock, flaky: FlakyRedis
+) -> None:
+    """A command cancelled by something else is a failed beat, not the end."""
+    heartbeat = attach(Quiet(flaky))
+    await clock.settle()
+
+    flaky.mode = "cancelled"
+    await clock.advance(2.0)
+    flaky.mode = "ok"
+    await clock.advance(1.0)
+
+    assert heartbeat.failed == 2
+    assert heartbeat.published == 2
+    assert heartbeat.state is HeartbeatState.RUNNING
+
+
+async def test_heartbeat_task_cancelled_without_stop_is_logged(
+    attach: Attach, clock: ManualClock, fake_redis: Any, caplog: Any
+) -> None:
+    """A publisher cancelled by someone else says so and frees the service."""
+    service = Quiet(fake_redis)
+    heartbeat = attach(service)
+    await clock.settle()
+    task = next(t for t in asyncio.all_tasks() if t.get_name().startswith("exit_"))
+
+    task.cancel()
+    await clock.settle()
+
+    [warning] = [r for r in records(caplog) if r.levelno == logging.WARNING]
+    assert "cancelled without stop()" in warning.getMessage()
+    assert heartbeat.state is HeartbeatState.STOPPED
+    assert attach(service).state is HeartbeatState.RUNNING
 
 
 async def test_heartbeat_logs_a_task_that_dies(
