@@ -459,7 +459,11 @@ def _run_plugin(name: str, argv: list[str]) -> int:
         )
         return EXIT_USAGE
     function: Callable[[list[str]], int] = getattr(module, function_name)
-    return function(argv)
+    try:
+        return function(argv)
+    except SystemExit as exc:
+        # --help and bad options of the command end in SystemExit.
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -496,12 +496,9 @@ class Watchdog:
         return reports
 
     def _on_read(self, read: ReadPass, clock: Clock) -> list[InstanceReport]:
-        if self._failures or _CONNECTION in self._tracks:
-            self._failures = 0
-            at = clock.time()
-            self._advance(
-                _CONNECTION, InstanceReport("", "", Verdict.OK, "", None, at), at
-            )
+        self._failures = 0
+        at = clock.time()
+        self._advance(_CONNECTION, InstanceReport("", "", Verdict.OK, "", None, at), at)
 
         for forgotten in read.forgotten:
             self._forget(forgotten, read.server_time_s)
@@ -733,7 +730,7 @@ class Watchdog:
         start_s = clock.monotonic()
         next_attempt_s = start_s
         ready = False
-        status = ""
+        text = sent = ""
         broken = False
 
         while not stop.is_set():
@@ -748,7 +745,7 @@ class Watchdog:
                     broken = True
                 else:
                     broken = False
-                    status = self._report_status(reports, status)
+                    text = self._status_text(reports)
                 if self._failures:
                     backoff_s = min(
                         self._backoff_max_s,
@@ -759,20 +756,19 @@ class Watchdog:
 
             if not ready:
                 ready = True
-                self._notifier.ready(status or None)
+                self._notifier.ready(text or None)
+            elif text != sent:
+                self._notifier.status(text)
+            sent = text
             self._notifier.watchdog()
 
             slot = math.floor((clock.monotonic() - start_s) / self._interval_s) + 1
             await self._pause(start_s + slot * self._interval_s - clock.monotonic())
 
-    def _report_status(self, reports: Sequence[InstanceReport], previous: str) -> str:
-        if self._failures:
-            text = f"Redis unreachable: {reports[0].reason}" if reports else ""
-        else:
-            text = summarize(reports)
-        if text != previous:
-            self._notifier.status(text)
-        return text
+    def _status_text(self, reports: Sequence[InstanceReport]) -> str:
+        if self._failures and reports:
+            return f"Redis unreachable: {reports[0].reason}"
+        return summarize(reports)
 
     async def _pause(self, delay_s: float) -> None:
         stop = self._stop_event
@@ -832,10 +828,13 @@ def _log_transition(transition: Transition) -> None:
             transition.reason,
         )
     elif transition.verdict.is_failure:
-        heard = "none" if transition.age_s is None else f"{transition.age_s:.1f}s ago"
+        heard = ""
+        if transition.stream:
+            age_s = transition.age_s
+            heard = " heartbeat=" + ("none" if age_s is None else f"{age_s:.1f}s ago")
         logger.log(
             _LEVELS[transition.verdict],
-            "Alert: status=%s was=%s heartbeat=%s" + place + " reason=%s",
+            "Alert: status=%s was=%s%s" + place + " reason=%s",
             transition.verdict.value,
             previous,
             heard,

@@ -116,9 +116,12 @@ class FakeNotifier:
     def __init__(self, watchdog_interval_s: float | None = 30.0) -> None:
         self.sent: list[str] = []
         self.watchdog_interval_s = watchdog_interval_s
+        self.statuses: list[str] = []
 
     def ready(self, status: str | None = None) -> bool:
         self.sent.append("READY=1")
+        if status is not None:
+            self.statuses.append(status)
         return True
 
     def watchdog(self) -> bool:
@@ -126,7 +129,7 @@ class FakeNotifier:
         return True
 
     def status(self, text: str) -> bool:
-        self.sent.append(f"STATUS={text}")
+        self.statuses.append(text)
         return True
 
     def stopping(self) -> bool:
@@ -953,7 +956,7 @@ async def test_watchdog_run_notifies_ready_watchdog_and_status(
 
     assert notifier.sent.count("READY=1") == 1
     assert notifier.sent.count("WATCHDOG=1") == 3
-    assert notifier.sent[0] == "STATUS=1 watched: 1 OK"
+    assert notifier.statuses == ["1 watched: 1 OK"]
     assert notifier.sent[-1] == "STOPPING=1"
     assert dog.state is WatchdogState.STOPPED
 
