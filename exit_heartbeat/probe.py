@@ -160,9 +160,10 @@ class ServiceProbe:
             "pending_exits", pending_exits, "pending_exits", required=False
         )
         if tracks_cycles is None:
-            tracks_cycles = (
-                _has_timed_method(service)
-                or _first_attr(service, _CYCLE_TS_ATTRS) is not None
+            # The attribute counts even while it is still None: a service may
+            # set it only once its first cycle has finished.
+            tracks_cycles = _has_timed_method(service) or any(
+                hasattr(service, name) for name in _CYCLE_TS_ATTRS
             )
         self.tracks_cycles = tracks_cycles
 

@@ -161,3 +161,11 @@ def test_probe_refuses_an_async_counter() -> None:
 
     with pytest.raises(AttachError, match=r"not an async one.*pass its name"):
         ServiceProbe(Bare(), positions=count)
+
+
+def test_probe_tracks_cycles_when_last_cycle_ts_starts_as_none() -> None:
+    """A last_cycle_ts attribute still None at attach time enables the stall rule."""
+    service = Bare()
+    service.last_cycle_ts = None  # type: ignore[attr-defined]
+
+    assert ServiceProbe(service).tracks_cycles
