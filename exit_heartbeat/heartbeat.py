@@ -21,7 +21,12 @@ from types import TracebackType
 from typing import Any
 
 from exit_heartbeat.clock import Clock, LoopClock
-from exit_heartbeat.entry import _MAX_TEXT, HeartbeatEntry, encode_entry
+from exit_heartbeat.entry import (
+    _MAX_INTERVAL_S,
+    _MAX_TEXT,
+    HeartbeatEntry,
+    encode_entry,
+)
 from exit_heartbeat.errors import AlreadyAttachedError, AttachError, ConfigError
 from exit_heartbeat.health import Health, HealthPolicy, HealthSnapshot, evaluate
 from exit_heartbeat.keys import DEFAULT_STREAM
@@ -154,6 +159,12 @@ class Heartbeat:
             AttachError: The service or the Redis client cannot be used.
         """
         self._interval_s = _number_option("interval_s", interval_s, "seconds")
+        if self._interval_s > _MAX_INTERVAL_S:
+            # Readers refuse entries that claim a longer interval than this.
+            raise ConfigError(
+                f"interval_s must be at most {_MAX_INTERVAL_S:g} seconds (a day), "
+                f"got {interval_s!r}"
+            )
         if timeout_s is None:
             timeout_s = self._interval_s * _DEFAULT_TIMEOUT_SHARE
         self._timeout_s = _number_option("timeout_s", timeout_s, "seconds")

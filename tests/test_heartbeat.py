@@ -741,6 +741,7 @@ async def test_attach_heartbeat_refuses_a_bad_positions_counter(
         ({"interval_s": 0}, "interval_s must be a positive number"),
         ({"interval_s": -1.0}, "interval_s must be a positive number"),
         ({"interval_s": "1"}, "interval_s must be a number of seconds"),
+        ({"interval_s": 90_000}, r"interval_s must be at most 86400 seconds"),
         ({"maxlen": 0}, "maxlen must be a whole number"),
         ({"maxlen": 10.5}, "maxlen must be a whole number"),
         ({"timeout_s": 1.0}, "timeout_s must be shorter than interval_s"),
