@@ -308,7 +308,10 @@ class Heartbeat:
                 "async code, such as the service's async start() method."
             ) from None
         if self._state is not HeartbeatState.CREATED:
-            raise AttachError(f"this heartbeat was already started ({self._state})")
+            raise AttachError(
+                f"this heartbeat is {self._state} and cannot start again; "
+                f"call attach_heartbeat() for a new one"
+            )
         key = (id(self._service), self._stream)
         if key in _running:
             raise AlreadyAttachedError(

@@ -830,7 +830,18 @@ async def test_heartbeat_cannot_start_twice(attach: Attach, fake_redis: Any) -> 
     """Starting a running handle again is refused."""
     heartbeat = attach(Quiet(fake_redis))
 
-    with pytest.raises(AttachError, match="already started"):
+    with pytest.raises(AttachError, match="is running and cannot start again"):
+        heartbeat.start()
+
+
+async def test_heartbeat_cannot_start_after_stop(
+    clock: ManualClock, fake_redis: Any
+) -> None:
+    """A stopped handle, even one never started, refuses to start."""
+    heartbeat = Heartbeat(Quiet(fake_redis), clock=clock)
+    await heartbeat.stop()
+
+    with pytest.raises(AttachError, match="is stopped and cannot start again"):
         heartbeat.start()
 
 
