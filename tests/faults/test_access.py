@@ -6,9 +6,12 @@ lines users copy are the lines that were proven to work.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -43,26 +46,27 @@ def readme_acl_line(user: str, which: int = 0) -> list[str]:
     return [f">{USER_PASSWORD}" if r.startswith(">") else r for r in rules]
 
 
+class Attached:
+    """Heartbeats a test attached, with their clients."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[Heartbeat, Any]] = []
+
+    def attach(self, client: Any) -> Heartbeat:
+        """Attach a heartbeat for a fresh service on ``client``."""
+        heartbeat = attach_heartbeat(TradingService(client), interval_s=INTERVAL_S)
+        self.started.append((heartbeat, client))
+        return heartbeat
+
+
 @pytest.fixture
-async def heartbeats() -> AsyncIterator[list[Heartbeat]]:
-    """Heartbeats a test attached; stopped at teardown, whatever happened."""
-    started: list[Heartbeat] = []
-    yield started
-    for heartbeat in started:
+async def heartbeats() -> AsyncIterator[Attached]:
+    """Attach heartbeats; all stopped and their clients closed at teardown."""
+    attached = Attached()
+    yield attached
+    for heartbeat, client in attached.started:
         await heartbeat.stop()
-        await heartbeat_client(heartbeat).aclose()
-
-
-def heartbeat_client(heartbeat: Heartbeat) -> Any:
-    """The client a heartbeat publishes through."""
-    return heartbeat._redis
-
-
-def attach(client: Any, heartbeats: list[Heartbeat]) -> Heartbeat:
-    """Attach a heartbeat for a fresh service on ``client``."""
-    heartbeat = attach_heartbeat(TradingService(client), interval_s=INTERVAL_S)
-    heartbeats.append(heartbeat)
-    return heartbeat
+        await client.aclose()
 
 
 @pytest.fixture
@@ -72,11 +76,11 @@ def locked_server(redis_server_factory: Callable[..., RedisServer]) -> RedisServ
 
 
 async def test_publisher_beats_with_requirepass_password(
-    locked_server: RedisServer, heartbeats: list[Heartbeat]
+    locked_server: RedisServer, heartbeats: Attached
 ) -> None:
     """A password in the URL is all the publisher needs with requirepass."""
     url = f"redis://:{ADMIN_PASSWORD}@127.0.0.1:{locked_server.port}/0"
-    heartbeat = attach(redis.asyncio.from_url(url), heartbeats)
+    heartbeat = heartbeats.attach(redis.asyncio.from_url(url))
 
     await wait_until(lambda: heartbeat.published >= 3, 5, "three beats")
 
@@ -84,7 +88,7 @@ async def test_publisher_beats_with_requirepass_password(
 
 
 async def test_publisher_beats_as_acl_user_allowed_only_xadd(
-    locked_server: RedisServer, heartbeats: list[Heartbeat]
+    locked_server: RedisServer, heartbeats: Attached
 ) -> None:
     """The README's publisher ACL line is enough to beat and to stop cleanly."""
     async with locked_server.client() as admin:
@@ -93,7 +97,7 @@ async def test_publisher_beats_as_acl_user_allowed_only_xadd(
         await admin.execute_command("ACL", "SETUSER", "exit_brain_pub", *rules)
         await admin.acl_log_reset()
         url = f"redis://exit_brain_pub:{USER_PASSWORD}@127.0.0.1:{locked_server.port}"
-        heartbeat = attach(redis.asyncio.from_url(url), heartbeats)
+        heartbeat = heartbeats.attach(redis.asyncio.from_url(url))
 
         await wait_until(lambda: heartbeat.published >= 3, 5, "three beats")
         await heartbeat.stop()
@@ -113,14 +117,14 @@ async def test_publisher_beats_as_acl_user_allowed_only_xadd(
 
 async def test_publisher_wrong_password_is_one_auth_error_never_the_password(
     locked_server: RedisServer,
-    heartbeats: list[Heartbeat],
+    heartbeats: Attached,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A wrong password: one warning naming authentication, no password anywhere."""
     caplog.set_level(logging.DEBUG)
     url = f"redis://exit_brain_pub:{WRONG_PASSWORD}@127.0.0.1:{locked_server.port}/0"
-    heartbeat = attach(redis.asyncio.from_url(url), heartbeats)
+    heartbeat = heartbeats.attach(redis.asyncio.from_url(url))
 
     await wait_until(lambda: heartbeat.failed >= 4, 5, "four failed beats")
     await heartbeat.stop()
@@ -140,12 +144,12 @@ ALERTS = "quantum:alerts:exit_brain"
 
 @pytest.mark.parametrize("alerts", [False, True], ids=["reading", "alerting"])
 async def test_watchdog_reads_as_acl_user_allowed_only_to_read(
-    locked_server: RedisServer, heartbeats: list[Heartbeat], alerts: bool
+    locked_server: RedisServer, heartbeats: Attached, alerts: bool
 ) -> None:
     """The README's watchdog ACL lines are enough to judge, scan and alert."""
     async with locked_server.client() as admin:
         url = f"redis://:{ADMIN_PASSWORD}@127.0.0.1:{locked_server.port}/0"
-        heartbeat = attach(redis.asyncio.from_url(url), heartbeats)
+        heartbeat = heartbeats.attach(redis.asyncio.from_url(url))
         await wait_until(lambda: heartbeat.published >= 1, 5, "a beat")
         await admin.acl_setuser("exit_brain_watch", reset=True)
         rules = readme_acl_line("exit_brain_watch", which=int(alerts))
@@ -199,6 +203,79 @@ async def test_watchdog_wrong_password_is_unreachable_never_the_password(
     shown = [caplog.text, captured.out, captured.err, reports[0][0].reason]
     shown += [r.getMessage() + (r.exc_text or "") for r in caplog.records]
     assert not [text for text in shown if WRONG_PASSWORD in text]
+
+
+async def _run_cli(*args: str, run_for_s: float | None = None) -> tuple[int, str]:
+    """Run ``exit-heartbeat`` in a process; its exit code and all it printed.
+
+    With ``run_for_s``, interrupt it (as Ctrl-C would) after that long.
+    """
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exit_heartbeat",
+        *args,
+        cwd=README.parent,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    if run_for_s is not None:
+        await asyncio.sleep(run_for_s)
+        process.send_signal(signal.SIGINT)
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
+
+
+async def test_cli_commands_run_as_the_watchdog_acl_user(
+    locked_server: RedisServer, heartbeats: Attached
+) -> None:
+    """check, status and tail work with the README's read-only watchdog user."""
+    async with locked_server.client() as admin:
+        url = f"redis://:{ADMIN_PASSWORD}@127.0.0.1:{locked_server.port}/0"
+        heartbeat = heartbeats.attach(redis.asyncio.from_url(url))
+        await wait_until(lambda: heartbeat.published >= 1, 5, "a beat")
+        await admin.acl_setuser("exit_brain_watch", reset=True)
+        rules = readme_acl_line("exit_brain_watch")
+        await admin.execute_command("ACL", "SETUSER", "exit_brain_watch", *rules)
+        await admin.acl_log_reset()
+        port = locked_server.port
+        url = f"redis://exit_brain_watch:{USER_PASSWORD}@127.0.0.1:{port}/0"
+
+        check = await _run_cli("check", "--redis-url", url, "--stream", STREAM)
+        status = await _run_cli(
+            "status", "--redis-url", url, "--pattern", "quantum:stream:*"
+        )
+        tail = await _run_cli(
+            "tail", "--redis-url", url, "--stream", STREAM, run_for_s=2.0
+        )
+
+        assert heartbeat.last_entry is not None
+        instance = heartbeat.last_entry.instance
+        assert check[0] == 0, check[1]
+        assert f"status=OK, stream={STREAM}, instance={instance}" in check[1]
+        assert status[0] == 0, status[1]
+        assert [line.split()[:2] for line in status[1].splitlines()][-1] == [
+            instance,
+            "OK",
+        ]
+        beats = [line for line in tail[1].splitlines() if "status=OK" in line]
+        assert len(beats) >= 3, tail[1]
+        assert await admin.acl_log() == []
+
+
+async def test_cli_wrong_password_exits_unreachable_never_printing_it(
+    locked_server: RedisServer,
+) -> None:
+    """check with a wrong password: exit 3, names authentication, even with -v."""
+    port = locked_server.port
+    url = f"redis://exit_brain_watch:{WRONG_PASSWORD}@127.0.0.1:{port}/0"
+
+    code, output = await _run_cli("check", "-v", "--redis-url", url)
+
+    assert code == 3, output
+    assert "Authentication" in output
+    assert WRONG_PASSWORD not in output
 
 
 class Certificates:
@@ -290,13 +367,13 @@ def _tls_missing() -> bool:
 
 
 async def test_publisher_beats_over_tls_with_the_right_ca(
-    tls_port: int, certificates: Certificates, heartbeats: list[Heartbeat]
+    tls_port: int, certificates: Certificates, heartbeats: Attached
 ) -> None:
     """rediss:// with the CA that signed the server's certificate: beats, OK."""
     client = redis.asyncio.from_url(
         f"rediss://127.0.0.1:{tls_port}/0", ssl_ca_certs=str(certificates.ca)
     )
-    heartbeat = attach(client, heartbeats)
+    heartbeat = heartbeats.attach(client)
 
     await wait_until(lambda: heartbeat.published >= 3, 5, "three beats")
     reports = await Watchdog(client, streams=[STREAM]).check()
@@ -309,7 +386,7 @@ async def test_publisher_beats_over_tls_with_the_right_ca(
 async def test_publisher_refuses_a_certificate_that_does_not_verify(
     tls_port: int,
     certificates: Certificates,
-    heartbeats: list[Heartbeat],
+    heartbeats: Attached,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An unknown CA: nothing sent, one clear warning, the watchdog UNREACHABLE."""
@@ -317,7 +394,7 @@ async def test_publisher_refuses_a_certificate_that_does_not_verify(
     client = redis.asyncio.from_url(
         f"rediss://127.0.0.1:{tls_port}/0", ssl_ca_certs=str(certificates.other_ca)
     )
-    heartbeat = attach(client, heartbeats)
+    heartbeat = heartbeats.attach(client)
 
     await wait_until(lambda: heartbeat.failed >= 3, 5, "three failed beats")
 
