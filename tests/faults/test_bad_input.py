@@ -134,9 +134,10 @@ async def test_attach_heartbeat_refuses_option_out_of_range(
 ) -> None:
     """An option out of range is a ValueError naming it, and nothing starts."""
     tasks_before = asyncio.all_tasks()
+    options: dict[str, Any] = {option: value}
 
     with pytest.raises(ValueError, match=option) as caught:
-        attach_heartbeat(_Service(), fake_redis, **{option: value})
+        attach_heartbeat(_Service(), fake_redis, **options)
 
     assert isinstance(caught.value, ConfigError)
     assert asyncio.all_tasks() == tasks_before

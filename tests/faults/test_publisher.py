@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import port_for
 import pytest
@@ -51,7 +52,7 @@ class Host:
         self.cycles = CycleLoop(self.service, CYCLE_PERIOD_S)
         self.heartbeat: Heartbeat | None = None
 
-    def start(self, **options: float) -> Heartbeat:
+    def start(self, **options: Any) -> Heartbeat:
         """Start the cycles and attach the heartbeat."""
         self.cycles.start()
         self.heartbeat = attach_heartbeat(

@@ -14,8 +14,9 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ class Watching:
         dog.add_report_listener(self._on_reports)
         self.task = asyncio.get_running_loop().create_task(dog.run())
 
-    def _on_reports(self, reports: list[InstanceReport]) -> None:
+    def _on_reports(self, reports: Sequence[InstanceReport]) -> None:
         self.checks.append((asyncio.get_running_loop().time(), list(reports)))
 
     def verdicts(self) -> set[Verdict]:
@@ -68,7 +69,7 @@ async def watch() -> AsyncIterator[Callable[..., Watching]]:
     """Start watchdogs on a client with the test's options; stopped at teardown."""
     running: list[Watching] = []
 
-    def start(server: RedisServer, **options: float) -> Watching:
+    def start(server: RedisServer, **options: Any) -> Watching:
         client = server.client(socket_timeout=1)
         options = {"interval_s": CHECK_S, "timeout_s": 0.5, **options}
         watching = Watching(Watchdog(client, streams=[STREAM], **options))
