@@ -193,12 +193,16 @@ def cycle_stats(owner: object) -> CycleStats:
 
     Args:
         owner: The instance whose decorated method ran, the class of a
-            decorated classmethod, or a decorated plain function.
+            decorated classmethod, a decorated plain function, or a bound
+            decorated method (which stands for its instance).
 
     Returns:
         An immutable snapshot; all counts are zero if nothing was recorded.
     """
     record = _peek_record(owner)
+    bound_to = getattr(owner, "__self__", None)
+    if record is None and bound_to is not None and callable(owner):
+        record = _peek_record(bound_to)
     if record is None and callable(owner):
         record = _peek_record(_function_key(owner))
     return CycleStats() if record is None else _stats_of(record)

@@ -45,6 +45,10 @@ _running: dict[tuple[int, str], Heartbeat] = {}
 # garbage collection while it runs.
 _tasks: set[asyncio.Task[None]] = set()
 
+# A degraded service is logged as recovered only after this many OK beats in a
+# row, so that one good beat amid bad ones does not read as a recovery.
+_RECOVERY_BEATS = 3
+
 # A publish may use this share of the interval at most, leaving the rest of
 # the slot for the loop to catch up before the next beat is due.
 _DEFAULT_TIMEOUT_SHARE = 0.8
@@ -235,6 +239,12 @@ class Heartbeat:
         self._failing_since: float | None = None
         self._failed_in_outage = 0
         self._degraded_since: float | None = None
+        self._logged_rules: tuple[str, ...] = ()
+        self._ok_streak = 0
+        self._ok_since = 0.0
+        # The slowest cycle not yet seen in a published entry: kept across
+        # failed publishes so a spike during an outage is not forgotten.
+        self._unpublished_peak_ms = 0.0
         self._read_error: str | None = None
 
     # -- what the handle tells -------------------------------------------
@@ -484,7 +494,9 @@ class Heartbeat:
             self._seen_decision_ts = reading.last_decision_ts
             self._last_decision_at = now
 
-        worst_ms = max(reading.loop_cycle_ms or 0.0, reading.peak_cycle_ms)
+        peak_ms = max(reading.peak_cycle_ms, self._unpublished_peak_ms)
+        self._unpublished_peak_ms = peak_ms
+        worst_ms = max(reading.loop_cycle_ms or 0.0, peak_ms)
         snapshot = HealthSnapshot(
             attached_at=self._attached_at,
             active_positions=reading.active_positions,
@@ -516,7 +528,7 @@ class Heartbeat:
             pending_exits=reading.pending_exits,
             last_decision_ts=reading.last_decision_ts,
             loop_cycle_ms=reading.loop_cycle_ms or 0.0,
-            max_cycle_ms=reading.peak_cycle_ms,
+            max_cycle_ms=peak_ms,
             last_cycle_ts=reading.last_cycle_ts,
             cycles=reading.cycles,
             errors=reading.errors,
@@ -555,23 +567,35 @@ class Heartbeat:
         )
 
     def _on_health(self, health: Health, now: float) -> None:
-        previous = self._last_health
+        # Logged with hysteresis: a service that hovers around a threshold
+        # would otherwise log a WARNING and an INFO on every other beat.
         self._last_health = health
-        if previous is not None and previous.rules == health.rules:
-            return
         if health.status is Status.DEGRADED:
+            self._ok_streak = 0
             if self._degraded_since is None:
                 self._degraded_since = now
-            logger.warning(
-                "service %s is DEGRADED: %s", self._service_name, health.reason
-            )
-        elif self._degraded_since is not None:
-            logger.info(
-                "service %s is OK again after %.1fs degraded",
-                self._service_name,
-                now - self._degraded_since,
-            )
-            self._degraded_since = None
+            if health.rules != self._logged_rules:
+                self._logged_rules = health.rules
+                logger.warning(
+                    "service %s is DEGRADED: %s", self._service_name, health.reason
+                )
+            return
+
+        if self._degraded_since is None:
+            return
+        self._ok_streak += 1
+        if self._ok_streak == 1:
+            self._ok_since = now
+        if self._ok_streak < _RECOVERY_BEATS:
+            return
+        logger.info(
+            "service %s is OK again after %.1fs degraded",
+            self._service_name,
+            self._ok_since - self._degraded_since,
+        )
+        self._degraded_since = None
+        self._logged_rules = ()
+        self._ok_streak = 0
 
     async def _publish(self, entry: HeartbeatEntry) -> None:
         if self._in_flight is not None and not self._in_flight.done():
@@ -612,6 +636,7 @@ class Heartbeat:
 
     def _on_success(self) -> None:
         self._published += 1
+        self._unpublished_peak_ms = 0.0
         if self._failing_since is None:
             return
         clock = self._clock

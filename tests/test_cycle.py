@@ -734,3 +734,19 @@ def test_cycle_stats_of_an_unknown_owner_is_empty() -> None:
     """An owner with no decorated call gets all-zero stats, not an error."""
     assert cycle_stats(object()) == CycleStats()
     assert cycle_stats(len) == CycleStats()
+
+
+async def test_cycle_stats_of_a_bound_method_are_its_instance_records() -> None:
+    """cycle_stats(service.method) reads the records of the method's instance."""
+
+    class Service:
+        @timed_cycle
+        async def process_cycle(self) -> None:
+            return None
+
+    service = Service()
+    await service.process_cycle()
+    await service.process_cycle()
+
+    assert cycle_stats(service.process_cycle).cycles == 2
+    assert cycle_stats(service.process_cycle) == cycle_stats(service)

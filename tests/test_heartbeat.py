@@ -333,12 +333,29 @@ async def test_heartbeat_shows_a_hang_the_beat_would_hide(
 
     gate.set_result(None)
     await stuck
-    await clock.advance(1.0)
+    await clock.advance(3.0)
 
     assert heartbeat.last_status is Status.OK
     messages = [r.getMessage() for r in records(caplog)]
     assert sum("DEGRADED" in m for m in messages) == 1
     assert sum("OK again" in m for m in messages) == 1
+
+
+async def test_heartbeat_logs_a_flapping_rule_once(
+    attach: Attach, clock: ManualClock, fake_redis: Any, caplog: Any
+) -> None:
+    """A cycle time hovering around its limit logs one WARNING, not one a beat."""
+    service = ExitBrain(fake_redis)
+    heartbeat = attach(service, max_cycle_ms=500.0)
+
+    for beat in range(10):
+        cycle_module._record_for(service).report(600.0 if beat % 2 else 100.0)
+        await clock.advance(1.0)
+
+    messages = [r.getMessage() for r in records(caplog)]
+    assert heartbeat.published >= 10
+    assert sum("DEGRADED" in m for m in messages) == 1
+    assert sum("OK again" in m for m in messages) == 0
 
 
 async def test_heartbeat_fresh_start_has_decision_grace(
@@ -1102,3 +1119,25 @@ async def test_heartbeat_repr_and_counts(
         f"<Heartbeat service='brain' stream={DEFAULT_STREAM!r} state=running "
         f"published=3 failed=0>"
     )
+
+
+async def test_heartbeat_keeps_a_spike_from_an_outage_for_the_next_entry(
+    attach: Attach, clock: ManualClock, flaky: FlakyRedis
+) -> None:
+    """A slow cycle during failed publishes shows in the first published entry."""
+    service = ExitBrain(flaky)
+    heartbeat = attach(service)
+    await clock.advance(1.5)
+
+    flaky.mode = "error"
+    cycle_module._record_for(service).report(900.0)
+    await clock.advance(1.0)
+    cycle_module._record_for(service).report(10.0)
+    await clock.advance(1.0)
+    flaky.mode = "ok"
+    await clock.advance(1.0)
+
+    published = [fields for fields, _ in flaky.calls][-1]
+    assert heartbeat.failed == 2
+    assert float(published["max_cycle_ms"]) == 900.0
+    assert published["status"] == "DEGRADED"
