@@ -219,7 +219,7 @@ class _WatchdogThread:
         self._dog: Watchdog | None = None
         self._lock = threading.Lock()
         self._last_seen: tuple[object, ...] | None = None
-        self.sightings: list[_Sighting] = []
+        self._sightings: list[_Sighting] = []
         self.alerts = 0
         self.error: BaseException | None = None
 
@@ -240,7 +240,7 @@ class _WatchdogThread:
 
     def seen(self) -> list[_Sighting]:
         with self._lock:
-            return list(self.sightings)
+            return list(self._sightings)
 
     def _main(self) -> None:
         try:
@@ -279,7 +279,7 @@ class _WatchdogThread:
                 continue
             sighting = _Sighting(now_s, report.verdict, report.reason, report.age_s)
             with self._lock:
-                self.sightings.append(sighting)
+                self._sightings.append(sighting)
 
             # A line per change of verdict or of the rules behind it, not per
             # check: the figures move every check, the story does not.
@@ -457,7 +457,10 @@ def run_demo(
     all_seen = _summary(console, phases, began_s, watchdog.seen())
     console.line()
     if all_seen and watchdog.error is None:
-        console.line(f"The watchdog saw all {len(phases)} expected verdicts.")
+        console.line(
+            f"The watchdog saw all {len(phases)} expected verdicts, and raised "
+            f"{watchdog.alerts} alerts on the way."
+        )
         return 0
     console.line("The watchdog missed an expected verdict (see MISSED above).")
     return 1

@@ -89,7 +89,7 @@ def test_demo_shows_every_verdict_of_the_day_in_order() -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert in_order(watchdog_lines(result.stdout)) == SCRIPTED_DAY, result.stdout
-    assert "The watchdog saw all 7 expected verdicts." in result.stdout
+    assert "The watchdog saw all 7 expected verdicts" in result.stdout
 
 
 def test_demo_prints_the_url_of_its_embedded_server_and_no_colour_when_piped() -> None:
