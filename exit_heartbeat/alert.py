@@ -174,6 +174,8 @@ class Alerter:
         if self._slots is None:
             self._slots = asyncio.Semaphore(_MAX_COMMANDS)
         env = dict(os.environ)
+        # The URL may carry the Redis password; the command has no need of it.
+        env.pop("REDIS_URL", None)
         env.update({f"EXIT_HEARTBEAT_{name.upper()}": v for name, v in fields.items()})
 
         async with self._slots:

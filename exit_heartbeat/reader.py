@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 # failing key (WRONGTYPE fails the whole command) from spoiling the rest.
 _XREAD_CHUNK = 1000
 
+# Streams read for the first time go this many to a round trip, so that each
+# round trip stays well inside the timeout however many streams are watched.
+_FIRST_BATCH = 500
+
 # XREAD returns at most this many new entries per stream; a stream that hit
 # the cap is read again from its newest entries, since those are what count.
 _CATCH_UP_COUNT = 1000
@@ -153,6 +157,15 @@ def _id_order(entry_id: str) -> tuple[int, int]:
         return 0, 0
 
 
+def _raw_instance(fields: Any) -> Any:
+    if not isinstance(fields, dict):
+        return None
+    raw = fields.get(b"instance", fields.get("instance"))
+    # Unhashable values cannot come from Redis, but a test double may send
+    # anything; they all fall in one bucket.
+    return raw if isinstance(raw, bytes | str) else None
+
+
 def _instance_of(fields: Any) -> str:
     # A broken entry may still say whose it is; when it does not, it counts
     # as the stream's own (instance ""), judged until a readable one follows.
@@ -194,7 +207,7 @@ class StreamReader:
         clock: Clock | None = None,
         rescan_s: float = 30.0,
         forget_after_s: float = 3600.0,
-        initial_count: int = 100,
+        initial_count: int = 20,
         exclude: Iterable[str] = (),
         server_clock: Callable[[], float] | None = None,
     ) -> None:
@@ -213,7 +226,7 @@ class StreamReader:
             server_clock: Replaces the server's ``TIME``, for tests.
         """
         self._redis = redis
-        self._explicit = tuple(dict.fromkeys(streams))
+        self._explicit = dict.fromkeys(streams)
         self._pattern = pattern
         self._timeout_s = timeout_s
         self._clock = clock
@@ -227,16 +240,18 @@ class StreamReader:
         self._vanished: set[str] = set()
         self._next_scan_s = -math.inf
         self._last_ids: dict[str, str] = {}
-        self._latest: dict[tuple[str, str], Latest] = {}
+        # Newest entry of each instance, by stream then instance.
+        self._latest: dict[str, dict[str, Latest]] = {}
 
     @property
     def streams(self) -> tuple[str, ...]:
         """Every stream watched now: the given ones, then those found."""
-        return self._explicit + tuple(s for s in self._found if s not in self._explicit)
+        found = (s for s in self._found if s not in self._explicit)
+        return (*self._explicit, *found)
 
     def tracked(self, stream: str) -> bool:
         """Whether any instance of ``stream`` is remembered."""
-        return any(key[0] == stream for key in self._latest)
+        return bool(self._latest.get(stream))
 
     async def read(self) -> ReadPass:
         """Read what is new in every watched stream.
@@ -258,10 +273,7 @@ class StreamReader:
                     f"no reply within {self._timeout_s:g}s"
                 ) from None
             raise UnreachableError(_error_text(exc)) from None
-        except (
-            ResponseError,
-            AuthenticationError,
-        ) as exc:
+        except (ResponseError, AuthenticationError) as exc:
             raise UnreachableError(_error_text(exc)) from None
 
     async def _maybe_scan(self) -> None:
@@ -293,34 +305,31 @@ class StreamReader:
             if name not in found and self.tracked(name):
                 found[name] = None
                 self._vanished.add(name)
-        added = [name for name in found if name not in self._found]
+        added = sum(1 for name in found if name not in self._found)
         if added:
-            logger.info("streams found pattern=%s new=%s", self._pattern, len(added))
+            logger.info("streams found pattern=%s new=%d", self._pattern, added)
         self._found = found
         self._next_scan_s = now_s + self._rescan_s
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        reply = await asyncio.wait_for(
+            pipe.execute(raise_on_error=False), self._timeout_s
+        )
+        return list(reply)
 
     async def _read(self) -> ReadPass:
         streams = self.streams
         first = [s for s in streams if s not in self._last_ids]
         known = [s for s in streams if s in self._last_ids]
-        chunks = [
-            known[i : i + _XREAD_CHUNK] for i in range(0, len(known), _XREAD_CHUNK)
-        ]
 
         pipe = self._redis.pipeline(transaction=False)
         if self._server_clock is None:
             pipe.time()
-        for stream in first:
-            pipe.xrevrange(stream, "+", "-", count=self._initial_count)
-            pipe.exists(stream)
+        chunks = _batches(known, _XREAD_CHUNK)
         for chunk in chunks:
-            pipe.xread(
-                {stream: self._last_ids[stream] for stream in chunk},
-                count=_CATCH_UP_COUNT,
-            )
-        replies = list(
-            await asyncio.wait_for(pipe.execute(raise_on_error=False), self._timeout_s)
-        )
+            pipe.xread({s: self._last_ids[s] for s in chunk}, count=_CATCH_UP_COUNT)
+        asked = self._server_clock is None or chunks
+        replies = await self._execute(pipe) if asked else []
 
         if self._server_clock is None:
             server_time_s = self._server_time(replies.pop(0))
@@ -330,54 +339,65 @@ class StreamReader:
         fresh: set[tuple[str, str]] = set()
         empty: dict[str, str] = {}
         problems: dict[str, str] = {}
-        again: list[str] = []
-
-        for stream in first:
-            entries, exists = replies.pop(0), replies.pop(0)
-            self._take_first(stream, entries, exists, fresh, empty, problems)
-        for chunk in chunks:
-            reply = replies.pop(0)
+        for chunk, reply in zip(chunks, replies, strict=True):
             if isinstance(reply, Exception):
+                # Rare: a key of the chunk is no longer a stream. Reading
+                # each afresh gives each its own answer.
                 self._check_refused(reply)
-                again.extend(chunk)
-                continue
-            again.extend(self._take_new(reply, fresh))
-
-        if again:
-            # Rare: a key in a chunk is not a stream, or a stream caught up
-            # on more entries than one XREAD gives. Read those afresh, one
-            # command each, so each gets its own answer.
-            await self._read_again(again, fresh, empty, problems)
+                first.extend(chunk)
+            else:
+                # A stream that caught up on more entries than one XREAD
+                # gives is read afresh too: its newest entries are what count.
+                first.extend(self._take_new(reply, fresh))
+        await self._read_first(first, fresh, empty, problems)
 
         forgotten = self._prune(server_time_s)
+        latest = {
+            (stream, instance): entry
+            for stream, group in self._latest.items()
+            for instance, entry in group.items()
+        }
         return ReadPass(
             server_time_s=server_time_s,
             streams=streams,
-            latest=dict(self._latest),
-            fresh=frozenset(key for key in fresh if key in self._latest),
+            latest=latest,
+            fresh=frozenset(key for key in fresh if key in latest),
             empty={s: why for s, why in empty.items() if not self.tracked(s)},
             problems=problems,
             forgotten=tuple(forgotten),
         )
 
-    async def _read_again(
+    async def _read_first(
         self,
         streams: list[str],
         fresh: set[tuple[str, str]],
         empty: dict[str, str],
         problems: dict[str, str],
     ) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for stream in streams:
-            self._last_ids.pop(stream, None)
-            pipe.xrevrange(stream, "+", "-", count=self._initial_count)
-            pipe.exists(stream)
-        replies = list(
-            await asyncio.wait_for(pipe.execute(raise_on_error=False), self._timeout_s)
-        )
-        for stream in streams:
-            entries, exists = replies.pop(0), replies.pop(0)
-            self._take_first(stream, entries, exists, fresh, empty, problems)
+        # Newest entries of streams not read before, in batches so that each
+        # round trip stays well inside the timeout however many streams.
+        blank: list[str] = []
+        for batch in _batches(streams, _FIRST_BATCH):
+            pipe = self._redis.pipeline(transaction=False)
+            for stream in batch:
+                self._last_ids.pop(stream, None)
+                pipe.xrevrange(stream, "+", "-", count=self._initial_count)
+            for stream, entries in zip(batch, await self._execute(pipe), strict=True):
+                if isinstance(entries, Exception):
+                    self._check_refused(entries)
+                    problems[stream] = _problem(entries)
+                elif entries:
+                    self._ingest(stream, entries, fresh)
+                else:
+                    blank.append(stream)
+
+        for batch in _batches(blank, _FIRST_BATCH):
+            pipe = self._redis.pipeline(transaction=False)
+            for stream in batch:
+                pipe.exists(stream)
+            for stream, exists in zip(batch, await self._execute(pipe), strict=True):
+                known = exists is True or (isinstance(exists, int) and exists > 0)
+                empty[stream] = "no entries" if known else "no such key"
 
     @staticmethod
     def _server_time(reply: Any) -> float:
@@ -398,31 +418,6 @@ class StreamReader:
         if isinstance(reply, _UNREACHABLE):
             raise UnreachableError(_error_text(reply))
 
-    def _take_first(
-        self,
-        stream: str,
-        entries: Any,
-        exists: Any,
-        fresh: set[tuple[str, str]],
-        empty: dict[str, str],
-        problems: dict[str, str],
-    ) -> None:
-        if isinstance(entries, Exception):
-            self._check_refused(entries)
-            if "WRONGTYPE" in str(entries):
-                problems[stream] = "the key holds something other than a stream"
-            else:
-                problems[stream] = _error_text(entries)
-            return
-        if not entries:
-            empty[stream] = (
-                "no entries"
-                if exists and not isinstance(exists, Exception)
-                else "no such key"
-            )
-            return
-        self._ingest(stream, entries, fresh)
-
     def _take_new(self, reply: Any, fresh: set[tuple[str, str]]) -> list[str]:
         if not reply:
             return []
@@ -434,7 +429,7 @@ class StreamReader:
                 entries
                 and isinstance(entries[0], list)
                 and entries[0]
-                and (isinstance(entries[0][0], list | tuple))
+                and isinstance(entries[0][0], list | tuple)
             ):
                 # RESP3 wraps the entries in one more list.
                 entries = entries[0]
@@ -447,33 +442,30 @@ class StreamReader:
         newest = self._last_ids.get(stream)
         newest_order = _id_order(newest) if newest is not None else (-1, -1)
 
+        # Only the newest entry of each instance counts, so only that one is
+        # decoded; entries are told apart by their raw instance field first.
+        candidates: dict[Any, tuple[tuple[int, int], str, Any]] = {}
         for raw_id, fields in entries:
             entry_id = _text(raw_id)
             order = _id_order(entry_id)
             if order > newest_order:
                 newest, newest_order = entry_id, order
+            raw = _raw_instance(fields)
+            known = candidates.get(raw)
+            if known is None or order > known[0]:
+                candidates[raw] = (order, entry_id, fields)
+
+        group = self._latest.setdefault(stream, {})
+        for order, entry_id, fields in candidates.values():
             latest = self._decode(stream, entry_id, order[0], fields)
-            key = (stream, latest.instance)
-            known = self._latest.get(key)
-            if known is None or order > known.order:
-                self._latest[key] = latest
-                fresh.add(key)
+            known_latest = group.get(latest.instance)
+            if known_latest is None or order > known_latest.order:
+                group[latest.instance] = latest
+                fresh.add((stream, latest.instance))
 
         if newest is not None:
             self._last_ids[stream] = newest
-        self._drop_superseded_garbage(stream)
-
-    def _drop_superseded_garbage(self, stream: str) -> None:
-        # An unreadable entry that names no instance stands for the whole
-        # stream only while nothing readable came after it.
-        garbage = self._latest.get((stream, ""))
-        if garbage is None or garbage.entry is not None:
-            return
-        for key, latest in self._latest.items():
-            readable = key[0] == stream and latest.entry is not None
-            if readable and latest.order > garbage.order:
-                del self._latest[(stream, "")]
-                return
+        _drop_superseded_garbage(group)
 
     @staticmethod
     def _decode(stream: str, entry_id: str, id_ms: int, fields: Any) -> Latest:
@@ -491,59 +483,89 @@ class StreamReader:
     def _prune(self, server_time_s: float) -> list[Forgotten]:
         forgotten: list[Forgotten] = []
         now_ms = server_time_s * 1000.0
-        by_stream: dict[str, list[Latest]] = {}
-        for latest in self._latest.values():
-            by_stream.setdefault(latest.stream, []).append(latest)
-
-        for stream, group in by_stream.items():
-            # The newest entry of a stream that still exists is never
-            # forgotten for its age: it is what the stream has to say.
-            newest = max(group, key=lambda latest: latest.order)
-            for latest in group:
-                ageless = latest is newest and stream not in self._vanished
-                why, replaced = self._forget_reason(latest, group, now_ms, ageless)
+        for stream in list(self._latest):
+            group = self._latest[stream]
+            vanished = stream in self._vanished
+            if len(group) == 1 and not vanished:
+                # The newest entry of a stream that still exists is never
+                # forgotten for its age: it is what the stream has to say.
+                continue
+            newest = max(group.values(), key=lambda latest: latest.order)
+            for latest in list(group.values()):
+                ageless = latest is newest and not vanished
+                why, replaced = _forget_reason(
+                    latest, group, now_ms, self._forget_after_s, ageless
+                )
                 if why:
-                    del self._latest[(stream, latest.instance)]
+                    del group[latest.instance]
                     forgotten.append(Forgotten(latest, why, replaced))
-            if not self.tracked(stream):
+            if not group:
+                del self._latest[stream]
                 self._last_ids.pop(stream, None)
                 self._vanished.discard(stream)
                 self._found.pop(stream, None)
         return forgotten
 
-    def _forget_reason(
-        self, latest: Latest, group: list[Latest], now_ms: float, ageless: bool
-    ) -> tuple[str, bool]:
-        age_s = (now_ms - latest.id_ms) / 1000.0
-        if age_s > self._forget_after_s and not ageless:
-            return f"no entry for {age_s:.0f}s", False
-        entry = latest.entry
-        if entry is None:
-            return "", False
 
-        others = [
-            other
-            for other in group
-            if other is not latest
-            and other.entry is not None
-            and other.entry.status is not Status.STOPPED
-        ]
-        if entry.status is Status.STOPPED:
-            for other in others:
-                if other.order > latest.order:
-                    name = other.instance or "another instance"
-                    return f"stopped; {name} publishes", True
-            return "", False
+def _batches(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
-        host = _host_of(latest.instance)
-        if host is None:
-            return "", False
-        for other in others:
-            assert other.entry is not None
-            if (
-                _host_of(other.instance) == host
-                and other.entry.service == entry.service
-                and other.started_ms > latest.id_ms
-            ):
-                return f"replaced by {other.instance}", True
+
+def _problem(error: Exception) -> str:
+    if "WRONGTYPE" in str(error):
+        return "the key holds something other than a stream"
+    return _error_text(error)
+
+
+def _drop_superseded_garbage(group: dict[str, Latest]) -> None:
+    # An unreadable entry that names no instance stands for the whole stream
+    # only while nothing readable came after it.
+    garbage = group.get("")
+    if garbage is None or garbage.entry is not None:
+        return
+    for latest in group.values():
+        if latest.entry is not None and latest.order > garbage.order:
+            del group[""]
+            return
+
+
+def _forget_reason(
+    latest: Latest,
+    group: dict[str, Latest],
+    now_ms: float,
+    forget_after_s: float,
+    ageless: bool,
+) -> tuple[str, bool]:
+    age_s = (now_ms - latest.id_ms) / 1000.0
+    if age_s > forget_after_s and not ageless:
+        return f"no entry for {age_s:.0f}s", False
+    entry = latest.entry
+    if entry is None:
         return "", False
+
+    others = [
+        other
+        for other in group.values()
+        if other is not latest
+        and other.entry is not None
+        and other.entry.status is not Status.STOPPED
+    ]
+    if entry.status is Status.STOPPED:
+        for other in others:
+            if other.order > latest.order:
+                name = other.instance or "another instance"
+                return f"stopped; {name} publishes", True
+        return "", False
+
+    host = _host_of(latest.instance)
+    if host is None:
+        return "", False
+    for other in others:
+        assert other.entry is not None
+        if (
+            _host_of(other.instance) == host
+            and other.entry.service == entry.service
+            and other.started_ms > latest.id_ms
+        ):
+            return f"replaced by {other.instance}", True
+    return "", False

@@ -16,7 +16,7 @@ __all__ = ["Redactor", "redact_url"]
 #: What a hidden password is shown as.
 MASK = "***"
 
-_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;])password=)[^&;#]*")
+_QUERY_SECRET = re.compile(r"(?i)([?&;]password=)[^&;#]*")
 
 
 def redact_url(url: str) -> str:
@@ -35,15 +35,14 @@ def redact_url(url: str) -> str:
         scheme = url.partition(":")[0] if ":" in url else ""
         return f"{scheme}:<unreadable URL>" if scheme.isalnum() else "<unreadable URL>"
 
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:{MASK}@{host}" if colon else f"{userinfo}@{host}"
-    query = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, parts.query)
-    return urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path, query, parts.fragment)
-    )
+    # The URL is edited in place rather than rebuilt, so that it reads as
+    # given ("unix:///path" keeps its empty host).
+    shown = url
+    userinfo = parts.netloc.rpartition("@")[0]
+    user, colon, _ = userinfo.partition(":")
+    if colon:
+        shown = shown.replace(f"{userinfo}@", f"{user}:{MASK}@", 1)
+    return _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, shown)
 
 
 def _secrets_of(url: str) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import enum
 import fnmatch
 import logging
@@ -28,6 +27,7 @@ from typing import Any
 from exit_heartbeat.alert import Alerter
 from exit_heartbeat.clock import Clock, LoopClock
 from exit_heartbeat.errors import ConfigError
+from exit_heartbeat.hysteresis import Hysteresis, Transition, TransitionListener
 from exit_heartbeat.keys import DEFAULT_STREAM
 from exit_heartbeat.notify import SystemdNotifier
 from exit_heartbeat.reader import Forgotten, ReadPass, StreamReader, UnreachableError
@@ -57,58 +57,6 @@ class WatchdogState(str, enum.Enum):
         return self.value
 
 
-@dataclasses.dataclass(frozen=True)
-class Transition:
-    """A confirmed change of verdict of one instance, after hysteresis.
-
-    The loss of the Redis connection is a transition too, with empty
-    ``stream`` and ``instance``.
-
-    Attributes:
-        stream: The stream key, ``""`` for the Redis connection itself.
-        instance: The instance, ``""`` when unknown or for the connection.
-        previous: The verdict before, ``None`` when the instance was not
-            judged before (a watchdog started while a service was down).
-        verdict: The verdict now.
-        reason: Why, in a few words; for a recovery, what the trouble was.
-        age_s: Age of the newest entry on the Redis server's clock.
-        at: Unix time of the check that confirmed the change.
-        trouble_s: For a recovery, how long the trouble lasted, from the
-            first check that saw it; ``None`` otherwise.
-        report: The report of the check that confirmed the change.
-    """
-
-    stream: str
-    instance: str
-    previous: Verdict | None
-    verdict: Verdict
-    reason: str
-    age_s: float | None
-    at: float
-    trouble_s: float | None
-    report: InstanceReport
-
-    @property
-    def is_recovery(self) -> bool:
-        """Whether trouble ended: a failure gave way to OK or a clean stop."""
-        return (
-            self.previous is not None
-            and self.previous.is_failure
-            and not self.verdict.is_failure
-        )
-
-    @property
-    def is_alert(self) -> bool:
-        """Whether alert sinks hear of it: a failure began, changed or ended.
-
-        A planned stop, and a service coming back after one, are not alerts.
-        """
-        return self.verdict.is_failure or self.is_recovery
-
-
-#: Called with each confirmed `Transition`.
-TransitionListener = Callable[[Transition], object]
-
 #: Called with the reports of each check.
 ReportListener = Callable[[Sequence[InstanceReport]], object]
 
@@ -127,19 +75,6 @@ _LEVELS = {
     Verdict.MALFORMED: logging.ERROR,
     Verdict.UNREACHABLE: logging.ERROR,
 }
-
-
-@dataclasses.dataclass
-class _Track:
-    """Hysteresis state of one subject (an instance, or the connection)."""
-
-    confirmed: Verdict | None = None
-    run_verdict: Verdict | None = None
-    run_count: int = 0
-    run_started_at: float = 0.0
-    trouble_since: float | None = None
-    trouble_reason: str = ""
-    last_quiet_log_s: float = -math.inf
 
 
 def _positive(name: str, value: Any, unit: str, allow_zero: bool = False) -> float:
@@ -216,7 +151,7 @@ def _reports(
     for stream, why in read.empty.items():
         if stream not in read.problems:
             reports.append(InstanceReport(stream, "", Verdict.MISSING, why, None, at))
-    reports.sort(key=lambda report: report.subject)
+    reports.sort(key=lambda report: (report.stream, report.instance))
     return reports
 
 
@@ -358,7 +293,8 @@ class Watchdog:
         self._listeners: list[TransitionListener] = []
         self._report_listeners: list[ReportListener] = []
         self._failing_listeners: set[int] = set()
-        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._tracks: dict[tuple[str, str], Hysteresis] = {}
+        self._quiet_logged_s: dict[tuple[str, str], float] = {}
         self._skewed: set[tuple[str, str]] = set()
         self._failures = 0
         self._last_reports: list[InstanceReport] = []
@@ -498,7 +434,8 @@ class Watchdog:
     def _on_read(self, read: ReadPass, clock: Clock) -> list[InstanceReport]:
         self._failures = 0
         at = clock.time()
-        self._advance(_CONNECTION, InstanceReport("", "", Verdict.OK, "", None, at), at)
+        report = InstanceReport("", "", Verdict.OK, "", None, at)
+        self._advance(_CONNECTION, report, at)
 
         for forgotten in read.forgotten:
             self._forget(forgotten, read.server_time_s)
@@ -508,16 +445,22 @@ class Watchdog:
         reports = _reports(read, self._stale_after_s, self._stale_intervals)
         several = len(reports) > 1
         now_s = clock.monotonic()
+        logging_status = logger.isEnabledFor(logging.INFO)
+        tracks = self._tracks
+        current: set[tuple[str, str]] = set()
         for report in reports:
-            track = self._tracks.setdefault(report.subject, _Track())
-            self._log_status(report, track, several, now_s)
-            self._advance(report.subject, report, read.server_time_s)
+            key = (report.stream, report.instance)
+            current.add(key)
+            if logging_status:
+                self._log_status(report, key, several, now_s)
+            self._advance(key, report, read.server_time_s)
 
-        current = {report.subject for report in reports}
-        for key in [k for k in self._tracks if k not in current and k != _CONNECTION]:
+        if len(tracks) > len(current) + 1:
             # A stream that now has an instance no longer needs its
             # stream-level MISSING track, and vice versa.
-            del self._tracks[key]
+            for key in [k for k in tracks if k not in current and k != _CONNECTION]:
+                del tracks[key]
+                self._quiet_logged_s.pop(key, None)
         return reports
 
     def _check_skew(self, read: ReadPass, key: tuple[str, str]) -> None:
@@ -545,6 +488,7 @@ class Watchdog:
             forgotten.why,
         )
         self._skewed.discard(key)
+        self._quiet_logged_s.pop(key, None)
         track = self._tracks.pop(key, None)
         if track is None or not forgotten.replaced:
             return
@@ -570,88 +514,29 @@ class Watchdog:
 
     # -- hysteresis -----------------------------------------------------------
 
-    def _needed(self, confirmed: Verdict | None, verdict: Verdict) -> int:
-        if verdict is Verdict.STOPPED:
-            return 1
-        if verdict is Verdict.OK:
-            if confirmed is None or confirmed is Verdict.STOPPED:
-                return 1
-            if confirmed is Verdict.UNREACHABLE:
-                # Redis answering again needs no confirming.
-                return 1
-            return self._recover_after
-        return self._alert_after
-
     def _advance(self, key: tuple[str, str], report: InstanceReport, at: float) -> None:
-        track = self._tracks.setdefault(key, _Track())
-        verdict = report.verdict
-        if verdict is track.confirmed:
-            track.run_verdict = None
-            track.run_count = 0
-            if verdict.is_failure:
-                track.trouble_reason = report.reason
-            return
-
-        run = track.run_verdict
-        in_trouble = track.confirmed is not None and track.confirmed.is_failure
-        continues = run is verdict or (
-            run is not None and run.is_failure and verdict.is_failure and not in_trouble
-        )
-        if continues:
-            track.run_count += 1
-        else:
-            track.run_verdict = verdict
-            track.run_count = 1
-            track.run_started_at = at
-        if track.run_count < self._needed(track.confirmed, verdict):
-            return
-
-        previous = track.confirmed
-        track.confirmed = verdict
-        track.run_verdict = None
-        track.run_count = 0
-        trouble_s: float | None = None
-        reason = report.reason
-        if verdict.is_failure:
-            if not in_trouble:
-                track.trouble_since = track.run_started_at
-            track.trouble_reason = report.reason
-        elif in_trouble:
-            since = track.trouble_since
-            trouble_s = max(0.0, track.run_started_at - (since or at))
-            reason = track.trouble_reason
-            track.trouble_since = None
-        if previous is None and verdict is Verdict.OK:
-            return
-
-        self._emit(
-            Transition(
-                report.stream,
-                report.instance,
-                previous,
-                verdict,
-                reason,
-                report.age_s,
-                at,
-                trouble_s,
-                report,
+        hysteresis = self._tracks.get(key)
+        if hysteresis is None:
+            hysteresis = self._tracks[key] = Hysteresis(
+                self._alert_after, self._recover_after
             )
-        )
+        transition = hysteresis.update(report, at)
+        if transition is not None:
+            self._emit(transition)
 
     # -- telling people -------------------------------------------------------
 
     def _log_status(
-        self, report: InstanceReport, track: _Track, several: bool, now_s: float
+        self, report: InstanceReport, key: tuple[str, str], several: bool, now_s: float
     ) -> None:
         if report.verdict in _QUIET:
-            if now_s - track.last_quiet_log_s < self._quiet_ok_s:
+            if now_s - self._quiet_logged_s.get(key, -math.inf) < self._quiet_ok_s:
                 return
-            track.last_quiet_log_s = now_s
+            self._quiet_logged_s[key] = now_s
         else:
-            track.last_quiet_log_s = -math.inf
+            self._quiet_logged_s.pop(key, None)
 
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("%s", report.status_line(several))
+        logger.info("%s", report.status_line(several))
 
     def _emit(self, transition: Transition) -> None:
         _log_transition(transition)

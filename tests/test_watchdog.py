@@ -873,10 +873,12 @@ async def test_watchdog_on_alert_runs_command_with_details(
     clock: ManualClock,
     make_dog: Callable[..., Watchdog],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """--on-alert runs the command with EXIT_HEARTBEAT_* variables set."""
+    """--on-alert runs the command with EXIT_HEARTBEAT_* set and no REDIS_URL."""
+    monkeypatch.setenv("REDIS_URL", "redis://:alert-secret@localhost:6379/0")
     out = tmp_path / "alert.env"
-    command = f"env | grep ^EXIT_HEARTBEAT_ | sort > {out}"
+    command = f"env | grep -e ^EXIT_HEARTBEAT_ -e ^REDIS_URL | sort > {out}"
     publisher = Publisher(fake_redis, clock)
     dog = make_dog(on_alert=command)
     await publisher.beat()
@@ -891,6 +893,7 @@ async def test_watchdog_on_alert_runs_command_with_details(
     assert env["EXIT_HEARTBEAT_INSTANCE"] == "host:1"
     assert env["EXIT_HEARTBEAT_REASON"].startswith("no heartbeat for")
     assert float(env["EXIT_HEARTBEAT_AGE_S"]) > 3.0
+    assert "REDIS_URL" not in env
 
 
 async def test_watchdog_on_alert_slow_command_is_killed_without_blocking(
