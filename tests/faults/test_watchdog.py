@@ -85,22 +85,37 @@ def _records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRec
     return [r for r in caplog.records if text in r.getMessage()]
 
 
-async def test_watchdog_server_killed_and_restarted_is_unreachable_once(
+def _kill(server: RedisServer) -> None:
+    server.kill()
+
+
+def _restart(server: RedisServer) -> None:
+    server.start()
+
+
+@pytest.mark.parametrize(
+    ("break_server", "mend_server"),
+    [(_kill, _restart), (RedisServer.freeze, RedisServer.thaw)],
+    ids=["sigkill", "sigstop"],
+)
+async def test_watchdog_server_killed_or_frozen_is_unreachable_once(
     redis_server: RedisServer,
     watch: Callable[..., Watching],
     caplog: pytest.LogCaptureFixture,
+    break_server: Callable[[RedisServer], None],
+    mend_server: Callable[[RedisServer], None],
 ) -> None:
-    """A killed server: one UNREACHABLE, then right verdicts, same watchdog."""
+    """A killed or frozen server: one UNREACHABLE, then OK, same watchdog."""
     caplog.set_level(logging.INFO, logger=LOGGER)
     publisher = redis_server.client()
     heartbeat = attach_heartbeat(TradingService(publisher), interval_s=CHECK_S)
     watching = watch(redis_server, stale_after_s=3.0, backoff_max_s=0.8)
     await wait_until(lambda: watching.verdicts() == {Verdict.OK}, 10, "OK")
 
-    await asyncio.to_thread(redis_server.kill)
+    await asyncio.to_thread(break_server, redis_server)
     await wait_until(lambda: not watching.dog.reachable, 5, "UNREACHABLE")
     await asyncio.sleep(1.5)
-    await asyncio.to_thread(redis_server.start)
+    await asyncio.to_thread(mend_server, redis_server)
     await wait_until(lambda: watching.dog.reachable, 5, "Redis again")
     await wait_until(lambda: watching.verdicts() == {Verdict.OK}, 5, "OK again")
 
