@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import math
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO
@@ -95,6 +96,19 @@ def _positive_seconds(text: str) -> float:
             f"{text!r} must be a positive number of seconds"
         )
     return value
+
+
+def output_closed() -> int:
+    """Give up quietly because whoever read the output has gone (``| head``).
+
+    Returns:
+        The exit code, 1: the run did not finish.
+    """
+    # Point stdout at /dev/null, so that the flush at exit does not fail on
+    # the closed pipe a second time and print a traceback.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 def redis_url_argument(text: str) -> str:
@@ -289,6 +303,8 @@ def run_example(
     except EmbeddedRedisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return output_closed()
     except KeyboardInterrupt:
         return 130
     finally:

@@ -38,6 +38,7 @@ from exit_heartbeat._embedded import EmbeddedRedis, EmbeddedRedisError
 from exit_heartbeat._example import (
     ExampleOptions,
     describe_entry,
+    output_closed,
     redis_url_argument,
     run_example,
 )
@@ -318,7 +319,9 @@ async def _enter(phase: _Phase, brain: ScriptedExitBrain) -> None:
     brain.fault = phase.fault
 
 
-def _banner(console: _Console, phases: list[_Phase], url: str, where: str) -> None:
+def _banner(
+    console: _Console, phases: list[_Phase], pace: Pace, url: str, where: str
+) -> None:
     total_s = sum(phase.duration_s for phase in phases)
     console.line(
         console.paint("exit-heartbeat demo", "1")
@@ -327,8 +330,11 @@ def _banner(console: _Console, phases: list[_Phase], url: str, where: str) -> No
     )
     console.line(f"Redis: {where}")
     console.line("To watch the same day from a second terminal, run:")
+    # The same limits as the demo's own watchdog, so both see the same day.
     console.line(
-        f"  exit-heartbeat watch --redis-url {redact_url(url)} --stream {DEMO_STREAM}"
+        f"  exit-heartbeat watch --redis-url {redact_url(url)} --stream {DEMO_STREAM} "
+        f"--stale-after {pace.stale_after_s:g} --interval {pace.watch_interval_s:g} "
+        f"--quiet-ok {pace.s(5.0):g}"
     )
     console.line()
 
@@ -344,7 +350,7 @@ async def _live(
     try:
         # The demo's stream is its own: last run's entries would only confuse.
         await client.delete(DEMO_STREAM)
-        _banner(console, phases, url, where)
+        _banner(console, phases, pace, url, where)
         console.start_clock()
         brain = ScriptedExitBrain(client, pace)
         await brain.start()
@@ -439,6 +445,8 @@ def run_demo(
     except EmbeddedRedisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return output_closed()
     except (redis.exceptions.RedisError, OSError) as exc:
         print(
             f"error: cannot use Redis at {redact_url(redis_url or '')}: "

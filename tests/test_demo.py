@@ -113,6 +113,25 @@ def test_demo_shows_the_library_log_lines_only_with_verbose() -> None:
     assert "exit_heartbeat.heartbeat: heartbeat started" in verbose.stderr
 
 
+def test_demo_stops_quietly_when_its_reader_goes_away() -> None:
+    """Output piped into a reader that quits (| head) ends the demo, no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exit_heartbeat", "demo", "--speed", "10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.stdout.close()
+
+    _, errors = process.communicate(timeout=RUN_TIMEOUT_S)
+
+    assert process.returncode == 1
+    assert "Traceback" not in errors
+    assert "cannot use Redis" not in errors
+
+
 @pytest.mark.redis_server
 def test_demo_runs_on_a_redis_server_given_by_url(redis_server: RedisServer) -> None:
     """With --redis-url the demo runs its day on that server, not its own."""
