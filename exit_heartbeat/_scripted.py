@@ -1,9 +1,11 @@
-"""The demo's service: ExitBrain v3.5 as patched, with faults on a switch.
+"""The demo's script: its service, its steps, and what the watchdog should say.
 
 The service is the patched stand-in of ``examples/exitbrain_v3_5``: the same
 two decorators on its cycle and the same ``attach_heartbeat`` call, with the
 thresholds scaled to the demo's pace. What it adds is the `Fault` switch that
-the demo's script turns to make the service slow, idle, hung or blocked.
+each `Phase` of the `day` turns to make the service slow, idle, hung or
+blocked. `matches` tells whether what the watchdog reported is what a step
+expects.
 """
 
 from __future__ import annotations
@@ -17,8 +19,19 @@ from typing import Any
 
 from exit_heartbeat.cycle import decision, timed_cycle
 from exit_heartbeat.heartbeat import Heartbeat, attach_heartbeat
+from exit_heartbeat.verdict import Verdict
 
-__all__ = ["DEMO_STREAM", "Fault", "Pace", "ScriptedExitBrain"]
+__all__ = [
+    "DEMO_STREAM",
+    "Fault",
+    "Pace",
+    "Phase",
+    "ScriptedExitBrain",
+    "Sighting",
+    "day",
+    "matches",
+    "reason_keys",
+]
 
 #: The demo's own stream: it matches the default watch pattern, and a demo run
 #: against a real server never writes to a real service's stream.
@@ -51,7 +64,14 @@ class Pace:
     speed: float = 1.0
 
     def s(self, seconds: float) -> float:
-        """Scale a duration given at speed 1."""
+        """Scale a duration.
+
+        Args:
+            seconds: The duration at speed 1.
+
+        Returns:
+            The duration at this pace.
+        """
         return seconds / self.speed
 
     @property
@@ -185,3 +205,150 @@ class ScriptedExitBrain:
             await asyncio.gather(self._task, return_exceptions=True)
         if self.heartbeat is not None:
             await self.heartbeat.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One step of the scripted day and the verdict it should bring.
+
+    Attributes:
+        title: What happens, in words; the part before the colon names it.
+        fault: The fault to switch on; ``None`` stops the service.
+        duration_s: How long the step lasts.
+        verdict: What the watchdog should say during the step.
+        rule: For ``DEGRADED``, the health rule that should fire.
+        settle: Let one healthy cycle finish before the fault, so that the
+            figures of the previous fault do not linger in the reason.
+    """
+
+    title: str
+    fault: Fault | None
+    duration_s: float
+    verdict: Verdict
+    rule: str | None = None
+    settle: bool = False
+
+    async def begin(self, brain: ScriptedExitBrain) -> None:
+        """Turn the service's fault switch for this step, or stop it."""
+        if self.fault is None:
+            await brain.stop()
+            return
+        brain.release()
+        if self.settle:
+            brain.fault = Fault.NONE
+            await brain.next_cycle()
+        brain.fault = self.fault
+
+    @property
+    def expected(self) -> str:
+        """The expected verdict in words, such as ``DEGRADED (cycle rule)``."""
+        return f"{self.verdict} ({self.rule} rule)" if self.rule else str(self.verdict)
+
+
+def day(pace: Pace) -> list[Phase]:
+    """The script of the day.
+
+    Args:
+        pace: The durations and thresholds to tell the steps in.
+
+    Returns:
+        The steps, in order.
+    """
+    limit_ms = pace.max_cycle_ms
+    return [
+        Phase(
+            f"healthy: a cycle every {pace.cycle_pause_s:.2g}s, a decision each cycle",
+            Fault.NONE,
+            pace.s(3.0),
+            Verdict.OK,
+        ),
+        Phase(
+            f"a slow cycle: each takes {pace.slow_cycle_s * 1000:.0f} ms, "
+            f"the limit is {limit_ms:.0f} ms",
+            Fault.SLOW,
+            pace.s(3.0),
+            Verdict.DEGRADED,
+            "cycle",
+        ),
+        Phase(
+            f"no decisions: trading halts, positions stay open, the limit is "
+            f"{pace.decision_timeout_s:.2g}s",
+            Fault.IDLE,
+            pace.s(3.5),
+            Verdict.DEGRADED,
+            "decision",
+            settle=True,
+        ),
+        Phase(
+            f"a hung cycle: it awaits a reply that never comes, the loop runs "
+            f"on; the limit is {pace.stall_after_s:.2g}s",
+            Fault.HANG,
+            pace.s(3.0),
+            Verdict.DEGRADED,
+            "stall",
+        ),
+        Phase(
+            f"the event loop blocked: a cycle calls time.sleep({pace.block_s:.2g}), "
+            f"no heartbeat can leave",
+            Fault.BLOCK,
+            pace.s(3.5),
+            Verdict.STALE,
+        ),
+        Phase("recovery: healthy cycles again", Fault.NONE, pace.s(3.0), Verdict.OK),
+        Phase("a clean stop", None, pace.s(1.5), Verdict.STOPPED),
+    ]
+
+
+# The key of each rule's figure in a published reason, as health.py writes it.
+_RULE_KEYS = {
+    "cycle": "cycle_ms",
+    "decision": "no_decision_s",
+    "stall": "no_cycle_s",
+}
+
+
+def reason_keys(reason: str) -> frozenset[str]:
+    """The figures named in a published reason.
+
+    Args:
+        reason: A reason such as ``cycle_ms=612>500; no_cycle_s=11.0>10``.
+
+    Returns:
+        The names of its figures, such as ``cycle_ms`` and ``no_cycle_s``.
+    """
+    return frozenset(
+        part.split("=", 1)[0].strip() for part in reason.split(";") if "=" in part
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Sighting:
+    """One report of the watchdog, kept for the summary.
+
+    Attributes:
+        at_s: Seconds into the day when it was made.
+        verdict: The verdict.
+        reason: The reason, empty for OK.
+        age_s: Age of the newest heartbeat, ``None`` without one.
+    """
+
+    at_s: float
+    verdict: Verdict
+    reason: str
+    age_s: float | None
+
+
+def matches(phase: Phase, sighting: Sighting) -> bool:
+    """Tell whether a sighting is what a step expects.
+
+    Args:
+        phase: The step.
+        sighting: A report of the watchdog.
+
+    Returns:
+        Whether its verdict is the step's and, for a step that expects a
+        rule to fire, whether the reason names that rule's figure.
+    """
+    if sighting.verdict is not phase.verdict:
+        return False
+    return phase.rule is None or _RULE_KEYS[phase.rule] in reason_keys(sighting.reason)

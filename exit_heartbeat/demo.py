@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import math
 import os
@@ -42,7 +41,16 @@ from exit_heartbeat._example import (
     redis_url_argument,
     run_example,
 )
-from exit_heartbeat._scripted import DEMO_STREAM, Fault, Pace, ScriptedExitBrain
+from exit_heartbeat._scripted import (
+    DEMO_STREAM,
+    Pace,
+    Phase,
+    ScriptedExitBrain,
+    Sighting,
+    day,
+    matches,
+    reason_keys,
+)
 from exit_heartbeat.redaction import Redactor, redact_url
 from exit_heartbeat.verdict import InstanceReport, Verdict
 from exit_heartbeat.watchdog import Transition, Watchdog
@@ -72,102 +80,6 @@ _EXIT_USAGE = 3
 
 # Longest wait for the watchdog thread to stop once asked.
 _JOIN_TIMEOUT_S = 10.0
-
-
-@dataclasses.dataclass(frozen=True)
-class _Phase:
-    """One step of the scripted day and the verdict it should bring."""
-
-    title: str
-    fault: Fault | None
-    duration_s: float
-    verdict: Verdict
-    rule: str | None = None
-    # Let one healthy cycle finish before the fault, so that the figures of
-    # the previous fault do not linger in the reason.
-    settle: bool = False
-
-    @property
-    def expected(self) -> str:
-        return f"{self.verdict} ({self.rule} rule)" if self.rule else str(self.verdict)
-
-
-def _day(pace: Pace) -> list[_Phase]:
-    """The script, with its figures at the given pace."""
-    limit_ms = pace.max_cycle_ms
-    return [
-        _Phase(
-            f"healthy: a cycle every {pace.cycle_pause_s:.2g}s, a decision each cycle",
-            Fault.NONE,
-            pace.s(3.0),
-            Verdict.OK,
-        ),
-        _Phase(
-            f"a slow cycle: each takes {pace.slow_cycle_s * 1000:.0f} ms, "
-            f"the limit is {limit_ms:.0f} ms",
-            Fault.SLOW,
-            pace.s(3.0),
-            Verdict.DEGRADED,
-            "cycle",
-        ),
-        _Phase(
-            f"no decisions: trading halts, positions stay open, the limit is "
-            f"{pace.decision_timeout_s:.2g}s",
-            Fault.IDLE,
-            pace.s(3.5),
-            Verdict.DEGRADED,
-            "decision",
-            settle=True,
-        ),
-        _Phase(
-            f"a hung cycle: it awaits a reply that never comes, the loop runs "
-            f"on; the limit is {pace.stall_after_s:.2g}s",
-            Fault.HANG,
-            pace.s(3.0),
-            Verdict.DEGRADED,
-            "stall",
-        ),
-        _Phase(
-            f"the event loop blocked: a cycle calls time.sleep({pace.block_s:.2g}), "
-            f"no heartbeat can leave",
-            Fault.BLOCK,
-            pace.s(3.5),
-            Verdict.STALE,
-        ),
-        _Phase("recovery: healthy cycles again", Fault.NONE, pace.s(3.0), Verdict.OK),
-        _Phase("a clean stop", None, pace.s(1.5), Verdict.STOPPED),
-    ]
-
-
-# The key of each rule's figure in a published reason, as health.py writes it.
-_RULE_KEYS = {
-    "cycle": "cycle_ms",
-    "decision": "no_decision_s",
-    "stall": "no_cycle_s",
-}
-
-
-def _reason_keys(reason: str) -> frozenset[str]:
-    """The figures named in a reason: ``cycle_ms=612>500`` gives ``cycle_ms``."""
-    return frozenset(
-        part.split("=", 1)[0].strip() for part in reason.split(";") if "=" in part
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class _Sighting:
-    """One report of the watchdog, kept for the summary."""
-
-    at_s: float
-    verdict: Verdict
-    reason: str
-    age_s: float | None
-
-
-def _matches(phase: _Phase, sighting: _Sighting) -> bool:
-    if sighting.verdict is not phase.verdict:
-        return False
-    return phase.rule is None or _RULE_KEYS[phase.rule] in _reason_keys(sighting.reason)
 
 
 class _Console:
@@ -220,7 +132,7 @@ class _WatchdogThread:
         self._dog: Watchdog | None = None
         self._lock = threading.Lock()
         self._last_seen: tuple[object, ...] | None = None
-        self._sightings: list[_Sighting] = []
+        self._sightings: list[Sighting] = []
         self.alerts = 0
         self.error: BaseException | None = None
 
@@ -239,7 +151,7 @@ class _WatchdogThread:
         if self._thread.ident is not None:
             self._thread.join(_JOIN_TIMEOUT_S)
 
-    def seen(self) -> list[_Sighting]:
+    def seen(self) -> list[Sighting]:
         with self._lock:
             return list(self._sightings)
 
@@ -278,13 +190,13 @@ class _WatchdogThread:
         for report in reports:
             if report.stream != DEMO_STREAM:
                 continue
-            sighting = _Sighting(now_s, report.verdict, report.reason, report.age_s)
+            sighting = Sighting(now_s, report.verdict, report.reason, report.age_s)
             with self._lock:
                 self._sightings.append(sighting)
 
             # A line per change of verdict or of the rules behind it, not per
             # check: the figures move every check, the story does not.
-            seen = (report.verdict, _reason_keys(report.reason))
+            seen = (report.verdict, reason_keys(report.reason))
             if seen == self._last_seen:
                 continue
             self._last_seen = seen
@@ -308,19 +220,8 @@ class _WatchdogThread:
         self._console.event("alert", self._console.paint(text, "1"))
 
 
-async def _enter(phase: _Phase, brain: ScriptedExitBrain) -> None:
-    if phase.fault is None:
-        await brain.stop()
-        return
-    brain.release()
-    if phase.settle:
-        brain.fault = Fault.NONE
-        await brain.next_cycle()
-    brain.fault = phase.fault
-
-
 def _banner(
-    console: _Console, phases: list[_Phase], pace: Pace, url: str, where: str
+    console: _Console, phases: list[Phase], pace: Pace, url: str, where: str
 ) -> None:
     total_s = sum(phase.duration_s for phase in phases)
     console.line(
@@ -341,9 +242,9 @@ def _banner(
 
 async def _live(
     url: str, pace: Pace, console: _Console, where: str
-) -> tuple[list[_Phase], list[float], _WatchdogThread]:
+) -> tuple[list[Phase], list[float], _WatchdogThread]:
     """Run the day; return its phases, when each began, and the watchdog."""
-    phases = _day(pace)
+    phases = day(pace)
     began_s: list[float] = []
     client = redis.asyncio.from_url(url, socket_timeout=_REDIS_TIMEOUT_S)
     watchdog = _WatchdogThread(url, pace, console)
@@ -361,7 +262,7 @@ async def _live(
             console.event(
                 "script", console.paint(f"{number}/{len(phases)} {phase.title}", "1")
             )
-            await _enter(phase, brain)
+            await phase.begin(brain)
             await asyncio.sleep(phase.duration_s)
     finally:
         watchdog.stop()
@@ -371,9 +272,9 @@ async def _live(
 
 def _summary(
     console: _Console,
-    phases: list[_Phase],
+    phases: list[Phase],
     began_s: list[float],
-    sightings: list[_Sighting],
+    sightings: list[Sighting],
 ) -> bool:
     """Print what the watchdog saw against what was expected; all seen?"""
     console.line()
@@ -387,7 +288,7 @@ def _summary(
         # step's verdict was seen: the day must be seen in its order.
         since_s = max(start_s, seen_s)
         found = next(
-            (s for s in sightings if s.at_s >= since_s and _matches(phase, s)), None
+            (s for s in sightings if s.at_s >= since_s and matches(phase, s)), None
         )
         if found is None:
             all_seen = False

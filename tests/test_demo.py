@@ -16,16 +16,8 @@ import sys
 import pytest
 import redis
 
-from exit_heartbeat._scripted import Pace
-from exit_heartbeat.demo import (
-    EmbeddedRedis,
-    EmbeddedRedisError,
-    _Console,
-    _day,
-    _Phase,
-    _Sighting,
-    _summary,
-)
+from exit_heartbeat._scripted import Pace, Phase, Sighting, day
+from exit_heartbeat.demo import EmbeddedRedis, EmbeddedRedisError, _Console, _summary
 from exit_heartbeat.verdict import Verdict
 from tests.server import RedisServer
 
@@ -177,10 +169,10 @@ def test_demo_says_when_the_redis_server_cannot_be_reached(
     assert "Traceback" not in result.stderr
 
 
-def sightings_of_the_day(began_s: list[float], phases: list[_Phase]) -> list[_Sighting]:
+def sightings_of_the_day(began_s: list[float], phases: list[Phase]) -> list[Sighting]:
     """One sighting of each step's expected verdict, half a second into it."""
     return [
-        _Sighting(
+        Sighting(
             at_s=start_s + 0.5,
             verdict=phase.verdict,
             reason="" if phase.rule is None else f"{RULE_FIGURES[phase.rule]}=9>1",
@@ -195,7 +187,7 @@ RULE_FIGURES = {"cycle": "cycle_ms", "decision": "no_decision_s", "stall": "no_c
 
 def test_demo_summary_passes_when_every_verdict_was_seen_in_order() -> None:
     """Every step's verdict seen in its step makes the run a success."""
-    phases = _day(Pace(speed=10))
+    phases = day(Pace(speed=10))
     began_s = [float(number) for number in range(len(phases))]
     out = io.StringIO()
 
@@ -209,7 +201,7 @@ def test_demo_summary_passes_when_every_verdict_was_seen_in_order() -> None:
 
 def test_demo_summary_fails_when_verdicts_came_out_of_order() -> None:
     """A step's verdict seen only before the previous step's counts as missed."""
-    phases = _day(Pace(speed=10))
+    phases = day(Pace(speed=10))
     began_s = [float(number) for number in range(len(phases))]
     sightings = sightings_of_the_day(began_s, phases)
     # The slow cycle (step 2) is seen only after the decision rule (step 3).
@@ -225,7 +217,7 @@ def test_demo_summary_fails_when_verdicts_came_out_of_order() -> None:
 
 def test_demo_summary_fails_when_a_verdict_was_never_seen() -> None:
     """The summary marks an unseen step MISSED and the run as failed."""
-    phases = _day(Pace(speed=10))
+    phases = day(Pace(speed=10))
     began_s = [float(number) for number in range(len(phases))]
     sightings = [
         sighting
