@@ -45,11 +45,12 @@ WRONG_TYPE = range(3, 6)
 # up to one node (100 entries by default) above its maxlen.
 TRIM_SLACK = 100
 
-# Memory may grow by this much between the two snapshots: a floor for the
-# publishes that happen to be in flight at either moment, and a little per
-# second. Keeping one entry per beat would grow by hundreds of kilobytes a
-# second and fail this by far.
-GROWTH_FLOOR_BYTES = 256_000
+# Memory may grow by this much between the two snapshots: a floor for what
+# each heartbeat may hold at one moment and not the other (a publish in
+# flight, a DEGRADED reason where there was none), and a little per second.
+# Keeping one entry's fields per beat grows by megabytes in the traced half
+# and fails this by far.
+GROWTH_FLOOR_BYTES = 5_000 * SERVICES
 GROWTH_PER_S_BYTES = 16_000
 
 # A slot counted at the edges of the measuring window may fall either side.
