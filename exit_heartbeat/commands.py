@@ -22,7 +22,7 @@ from exit_heartbeat.notify import SystemdNotifier
 from exit_heartbeat.verdict import InstanceReport, Verdict, exit_code, worst
 from exit_heartbeat.watchdog import Watchdog, check_streams
 
-__all__ = ["check", "status", "tail", "watch"]
+__all__ = ["check", "describe_entry", "status", "tail", "watch"]
 
 #: Exit code of a command that could not do its job at all.
 EXIT_UNKNOWN = 3

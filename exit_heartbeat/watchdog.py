@@ -457,10 +457,11 @@ class Watchdog:
 
         if len(tracks) > len(current) + 1:
             # A stream that now has an instance no longer needs its
-            # stream-level MISSING track, and vice versa.
+            # stream-level track (MISSING, or garbage naming no instance).
             for key in [k for k in tracks if k not in current and k != _CONNECTION]:
-                del tracks[key]
-                self._quiet_logged_s.pop(key, None)
+                self._close(
+                    key, "the stream has readable entries now", read.server_time_s
+                )
         return reports
 
     def _check_skew(self, read: ReadPass, key: tuple[str, str]) -> None:
@@ -488,29 +489,35 @@ class Watchdog:
             forgotten.why,
         )
         self._skewed.discard(key)
+        if forgotten.replaced:
+            self._close(key, forgotten.why, at)
+        else:
+            self._tracks.pop(key, None)
+            self._quiet_logged_s.pop(key, None)
+
+    def _close(self, key: tuple[str, str], why: str, at: float) -> None:
+        # A subject that another took over from: if it was in trouble, the
+        # trouble is over, and whoever was alerted hears of it.
         self._quiet_logged_s.pop(key, None)
         track = self._tracks.pop(key, None)
-        if track is None or not forgotten.replaced:
+        if track is None or track.confirmed is None or not track.confirmed.is_failure:
             return
-        if track.confirmed is not None and track.confirmed.is_failure:
-            # Another instance took over: the trouble of this one is over.
-            report = InstanceReport(
-                latest.stream, latest.instance, Verdict.OK, forgotten.why, None, at
+        stream, instance = key
+        since = track.trouble_since if track.trouble_since is not None else at
+        report = InstanceReport(stream, instance, Verdict.OK, why, None, at)
+        self._emit(
+            Transition(
+                stream,
+                instance,
+                track.confirmed,
+                Verdict.OK,
+                why,
+                None,
+                at,
+                max(0.0, at - since),
+                report,
             )
-            since = track.trouble_since if track.trouble_since is not None else at
-            self._emit(
-                Transition(
-                    latest.stream,
-                    latest.instance,
-                    track.confirmed,
-                    Verdict.OK,
-                    forgotten.why,
-                    None,
-                    at,
-                    max(0.0, at - since),
-                    report,
-                )
-            )
+        )
 
     # -- hysteresis -----------------------------------------------------------
 

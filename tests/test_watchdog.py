@@ -1044,3 +1044,24 @@ async def test_check_streams_unreachable_reports_each_stream(
         (STREAM, Verdict.UNREACHABLE),
         (OTHER, Verdict.UNREACHABLE),
     ]
+
+
+async def test_watchdog_missing_stream_that_appears_is_a_recovery(
+    fake_redis: Any,
+    clock: ManualClock,
+    make_dog: Callable[..., Watchdog],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An alerted MISSING stream whose service starts is logged as recovered."""
+    caplog.set_level(logging.INFO)
+    dog = make_dog()
+    await checks(dog, clock, 3)
+    assert len(lines(caplog, "Alert: status=MISSING")) == 1
+
+    await Publisher(fake_redis, clock).beat()
+    reports = await dog.check()
+
+    assert [(r.instance, r.verdict) for r in reports] == [("host:1", Verdict.OK)]
+    [recovered] = lines(caplog, "Recovered:")
+    assert "was=MISSING" in recovered
+    assert "reason=the stream has readable entries now" in recovered

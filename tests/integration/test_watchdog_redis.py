@@ -147,3 +147,32 @@ async def test_watchdog_rides_out_a_server_restart(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("Alert: status=UNREACHABLE" in m for m in messages) == 1
     assert sum("Recovered: status=OK was=UNREACHABLE" in m for m in messages) == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"protocol": 2},
+        {"protocol": 3},
+        {"protocol": 2, "decode_responses": True},
+        {"protocol": 3, "decode_responses": True},
+    ],
+)
+async def test_watchdog_reads_with_either_protocol_and_decoding(
+    redis_server: RedisServer, options: dict[str, Any]
+) -> None:
+    """RESP2 or RESP3, bytes or str replies: the newest entry is read the same."""
+    client = redis_server.client(**options)
+    stream = f"t:{uuid.uuid4().hex}"
+    try:
+        await client.xadd(stream, fields())
+        dog = Watchdog(client, streams=[stream])
+        await dog.check()
+        newest = await client.xadd(stream, fields())
+
+        [report] = await dog.check()
+    finally:
+        await client.aclose()
+
+    assert report.verdict is Verdict.OK
+    assert report.entry_id == (newest if isinstance(newest, str) else newest.decode())
