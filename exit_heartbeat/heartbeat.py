@@ -65,22 +65,42 @@ class HeartbeatState(str, enum.Enum):
         return self.value
 
 
-class _PublishTimeoutError(Exception):
+class _PublishError(Exception):
+    """A beat not published for a reason of the publisher's own.
+
+    Its ``kind`` is what the logs show as the error, since the class names
+    are private and mean nothing to an operator.
+    """
+
+    kind = "PublishError"
+
+
+def _error_kind(exc: Exception) -> str:
+    return exc.kind if isinstance(exc, _PublishError) else type(exc).__name__
+
+
+class _PublishTimeoutError(_PublishError):
     """A publish took longer than its timeout."""
+
+    kind = "Timeout"
 
     def __init__(self, timeout_s: float) -> None:
         super().__init__(f"no reply within {timeout_s:g}s")
 
 
-class _PublishBusyError(Exception):
+class _PublishBusyError(_PublishError):
     """The previous publish, timed out and cancelled, has not finished yet."""
+
+    kind = "StillInFlight"
 
     def __init__(self) -> None:
         super().__init__("the previous publish has not finished")
 
 
-class _PublishCancelledError(Exception):
+class _PublishCancelledError(_PublishError):
     """The publish was cancelled by something other than its timeout."""
+
+    kind = "Cancelled"
 
     def __init__(self) -> None:
         super().__init__("the command was cancelled before Redis answered")
@@ -662,7 +682,7 @@ class Heartbeat:
             "heartbeat publish failed stream=%s error=%s: %s "
             "(retrying every beat; the recovery will be logged)",
             self._stream,
-            type(exc).__name__,
+            _error_kind(exc),
             exc,
         )
 
@@ -687,7 +707,7 @@ class Heartbeat:
             logger.warning(
                 "final STOPPED entry not published stream=%s error=%s: %s",
                 self._stream,
-                type(exc).__name__,
+                _error_kind(exc),
                 exc,
             )
         else:
