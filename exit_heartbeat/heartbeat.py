@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import inspect
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from exit_heartbeat.health import Health, HealthPolicy, HealthSnapshot, evaluate
 from exit_heartbeat.keys import DEFAULT_STREAM
 from exit_heartbeat.probe import Counter, ServiceProbe, ServiceReading
 from exit_heartbeat.status import Status
+from exit_heartbeat.writer import StreamWriter, check_client, error_kind
 
 __all__ = ["Heartbeat", "HeartbeatState", "attach_heartbeat"]
 
@@ -65,81 +65,12 @@ class HeartbeatState(str, enum.Enum):
         return self.value
 
 
-class _PublishError(Exception):
-    """A beat not published for a reason of the publisher's own.
-
-    Its ``kind`` is what the logs show as the error, since the class names
-    are private and mean nothing to an operator.
-    """
-
-    kind = "PublishError"
-
-
-def _error_kind(exc: Exception) -> str:
-    return exc.kind if isinstance(exc, _PublishError) else type(exc).__name__
-
-
-class _PublishTimeoutError(_PublishError):
-    """A publish took longer than its timeout."""
-
-    kind = "Timeout"
-
-    def __init__(self, timeout_s: float) -> None:
-        super().__init__(f"no reply within {timeout_s:g}s")
-
-
-class _PublishBusyError(_PublishError):
-    """The previous publish, timed out and cancelled, has not finished yet."""
-
-    kind = "StillInFlight"
-
-    def __init__(self) -> None:
-        super().__init__("the previous publish has not finished")
-
-
-class _PublishCancelledError(_PublishError):
-    """The publish was cancelled by something other than its timeout."""
-
-    kind = "Cancelled"
-
-    def __init__(self) -> None:
-        super().__init__("the command was cancelled before Redis answered")
-
-
 def _number_option(name: str, value: Any, unit: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number of {unit}, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a positive number of {unit}, got {value!r}")
     return float(value)
-
-
-def _check_redis(redis: Any, service: object) -> None:
-    """Refuse a missing or blocking client before any background work."""
-    if redis is None:
-        raise AttachError(
-            f"no Redis client for {type(service).__name__}: it has no 'redis' "
-            f"attribute. Pass redis=<a redis.asyncio client>."
-        )
-    execute = getattr(redis, "execute_command", None)
-    if not hasattr(redis, "xadd") or not inspect.iscoroutinefunction(execute):
-        raise AttachError(
-            f"redis must be an asyncio client such as redis.asyncio.Redis, got "
-            f"{type(redis).__module__}.{type(redis).__qualname__}. A blocking "
-            f"client would stall the event loop; create one with "
-            f"redis.asyncio.from_url(...)."
-        )
-
-
-def _is_stream_id(reply: Any) -> bool:
-    # XADD answers with the new entry's ID. Anything else means the reply
-    # belongs to another command, so the connection is out of step.
-    if isinstance(reply, bytes):
-        reply = reply.decode("ascii", "replace")
-    if not isinstance(reply, str):
-        return False
-    millis, _, sequence = reply.partition("-")
-    return millis.isdigit() and sequence.isdigit()
 
 
 class Heartbeat:
@@ -215,8 +146,7 @@ class Heartbeat:
 
         self._service = service
         redis = getattr(service, "redis", None) if redis is None else redis
-        _check_redis(redis, service)
-        self._redis: Any = redis
+        check_client(redis, service)
         self._probe = ServiceProbe(service, positions, pending_exits, tracks_cycles)
         self._policy = HealthPolicy(
             max_cycle_ms=max_cycle_ms,
@@ -227,18 +157,15 @@ class Heartbeat:
         )
 
         self._stream = stream
-        self._maxlen = maxlen
-        self._approximate = not exact_trim
+        self._writer = StreamWriter(
+            redis, stream, maxlen, approximate=not exact_trim, timeout_s=self._timeout_s
+        )
         self._service_name = service_name or type(service).__name__
         self._instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self._clock = clock
 
         self._state = HeartbeatState.CREATED
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: asyncio.Future[Any] | None = None
-        # A publish whose beat was interrupted by stop() before it could be
-        # counted; the stop counts it once its outcome is known.
-        self._uncounted: asyncio.Future[Any] | None = None
         self._stopping: asyncio.Future[None] | None = None
         self._seq = 0
         self._published = 0
@@ -618,41 +545,9 @@ class Heartbeat:
         self._ok_streak = 0
 
     async def _publish(self, entry: HeartbeatEntry) -> None:
-        if self._in_flight is not None and not self._in_flight.done():
-            raise _PublishBusyError()
         clock = self._clock
         assert clock is not None
-
-        fields = encode_entry(entry)
-        publish = asyncio.ensure_future(
-            self._redis.xadd(
-                self._stream,
-                fields,
-                maxlen=self._maxlen,
-                approximate=self._approximate,
-            )
-        )
-        self._in_flight = self._uncounted = publish
-        publish.add_done_callback(_consume_result)
-        timer = asyncio.ensure_future(clock.sleep(self._timeout_s))
-        try:
-            await asyncio.wait({publish, timer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            timer.cancel()
-        self._uncounted = None
-        if not publish.done():
-            # Cancelling makes redis-py drop the connection, so its late
-            # reply can never be read as the answer to a later command.
-            publish.cancel()
-            raise _PublishTimeoutError(self._timeout_s)
-
-        if publish.cancelled():
-            # Cancelled from elsewhere (the client being closed, say): one
-            # failed beat, not a reason for the whole publisher to end.
-            raise _PublishCancelledError()
-        reply = publish.result()
-        if not _is_stream_id(reply):
-            raise ValueError(f"XADD answered {reply!r:.60}, not an entry ID")
+        await self._writer.write(encode_entry(entry), clock)
 
     def _on_success(self) -> None:
         self._published += 1
@@ -682,22 +577,22 @@ class Heartbeat:
             "heartbeat publish failed stream=%s error=%s: %s "
             "(retrying every beat; the recovery will be logged)",
             self._stream,
-            _error_kind(exc),
+            error_kind(exc),
             exc,
         )
 
     async def _publish_final(self) -> None:
-        # A publish cancelled by a timeout may still be unwinding; give it
-        # the publish timeout to finish so the final entry is not a second
-        # command in flight.
         clock = self._clock
         assert clock is not None
-        in_flight = self._in_flight
-        if in_flight is not None and not in_flight.done():
-            timer = asyncio.ensure_future(clock.sleep(self._timeout_s))
-            await asyncio.wait({in_flight, timer}, return_when=asyncio.FIRST_COMPLETED)
-            timer.cancel()
-        self._count_interrupted()
+        await self._writer.drain(clock)
+
+        # The stop cancelled the beat while its publish was in flight; the
+        # publish itself went on, and may well have reached Redis.
+        landed = self._writer.take_interrupted()
+        if landed is True:
+            self._published += 1
+        elif landed is False:
+            self._failed += 1
 
         entry = self._compose(0.0, status=Status.STOPPED)
         try:
@@ -707,34 +602,11 @@ class Heartbeat:
             logger.warning(
                 "final STOPPED entry not published stream=%s error=%s: %s",
                 self._stream,
-                _error_kind(exc),
+                error_kind(exc),
                 exc,
             )
         else:
             self._published += 1
-
-    def _count_interrupted(self) -> None:
-        # The stop cancelled the beat while its publish was in flight; the
-        # publish itself went on, and may well have reached Redis.
-        publish, self._uncounted = self._uncounted, None
-        if publish is None:
-            return
-        if (
-            publish.done()
-            and not publish.cancelled()
-            and publish.exception() is None
-            and _is_stream_id(publish.result())
-        ):
-            self._published += 1
-        else:
-            self._failed += 1
-
-
-def _consume_result(future: asyncio.Future[Any]) -> None:
-    # Retrieve the outcome of a publish that nobody awaits any more (one that
-    # timed out), so asyncio does not warn that its exception went unseen.
-    if not future.cancelled():
-        future.exception()
 
 
 def attach_heartbeat(
