@@ -39,9 +39,13 @@ logger = logging.getLogger(__name__)
 # failing key (WRONGTYPE fails the whole command) from spoiling the rest.
 _XREAD_CHUNK = 1000
 
-# Streams read for the first time go this many to a round trip, so that each
-# round trip stays well inside the timeout however many streams are watched.
-_FIRST_BATCH = 500
+# Streams read for the first time are read in round trips of at most this
+# many entries, so that each stays well inside the timeout however many
+# streams are watched; progress is kept from one round trip to the next.
+_FIRST_BATCH_ENTRIES = 2000
+
+# Keys whose existence is asked in one round trip.
+_EXISTS_BATCH = 1000
 
 # XREAD returns at most this many new entries per stream; a stream that hit
 # the cap is read again from its newest entries, since those are what count.
@@ -377,7 +381,8 @@ class StreamReader:
         # Newest entries of streams not read before, in batches so that each
         # round trip stays well inside the timeout however many streams.
         blank: list[str] = []
-        for batch in _batches(streams, _FIRST_BATCH):
+        size = max(1, _FIRST_BATCH_ENTRIES // self._initial_count)
+        for batch in _batches(streams, size):
             pipe = self._redis.pipeline(transaction=False)
             for stream in batch:
                 self._last_ids.pop(stream, None)
@@ -391,7 +396,7 @@ class StreamReader:
                 else:
                     blank.append(stream)
 
-        for batch in _batches(blank, _FIRST_BATCH):
+        for batch in _batches(blank, _EXISTS_BATCH):
             pipe = self._redis.pipeline(transaction=False)
             for stream in batch:
                 pipe.exists(stream)

@@ -1065,3 +1065,33 @@ async def test_watchdog_missing_stream_that_appears_is_a_recovery(
     [recovered] = lines(caplog, "Recovered:")
     assert "was=MISSING" in recovered
     assert "reason=the stream has readable entries now" in recovered
+
+
+async def test_watchdog_run_stops_pinging_while_checks_fail_on_a_bug(
+    make_dog: Callable[..., Watchdog],
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A check that raises unexpectedly is logged once and systemd is not pinged."""
+
+    class Garbled:
+        def pipeline(self, transaction: bool = True) -> Any:
+            return self
+
+        def xrevrange(self, *args: Any, **kwargs: Any) -> None:
+            """Queued, and then answered with nothing at all."""
+
+        async def execute(self, raise_on_error: bool = True) -> Any:
+            return []
+
+    notifier = FakeNotifier()
+    dog = make_dog(Garbled(), notifier=notifier)
+
+    task = asyncio.ensure_future(dog.run())
+    await clock.advance(3.5)
+    await dog.stop()
+    await task
+
+    assert notifier.sent.count("WATCHDOG=1") == 0
+    assert notifier.sent.count("READY=1") == 1
+    assert len(lines(caplog, "watchdog check failed")) == 1
