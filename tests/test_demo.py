@@ -185,6 +185,23 @@ def sightings_of_the_day(began_s: list[float], phases: list[Phase]) -> list[Sigh
 RULE_FIGURES = {"cycle": "cycle_ms", "decision": "no_decision_s", "stall": "no_cycle_s"}
 
 
+def test_demo_day_fits_in_thirty_seconds_at_its_default_speed() -> None:
+    """The scripted day at speed 1 leaves room for start-up within 30 s."""
+    phases = day(Pace())
+
+    assert sum(phase.duration_s for phase in phases) <= 25.0
+
+
+def test_demo_day_scales_with_speed() -> None:
+    """At speed N every step lasts N times less."""
+    slow = day(Pace(1.0))
+    fast = day(Pace(4.0))
+
+    assert [p.duration_s / 4 for p in slow] == pytest.approx(
+        [p.duration_s for p in fast]
+    )
+
+
 def test_demo_summary_passes_when_every_verdict_was_seen_in_order() -> None:
     """Every step's verdict seen in its step makes the run a success."""
     phases = day(Pace(speed=10))
@@ -249,6 +266,13 @@ def test_embedded_redis_serves_the_redis_protocol_until_stopped() -> None:
     with pytest.raises(redis.ConnectionError):
         late.ping()
     late.close()
+
+
+def test_embedded_redis_stop_is_safe_to_repeat() -> None:
+    """Stopping the embedded server twice, or as a context manager, is harmless."""
+    with EmbeddedRedis() as server:
+        assert server.url.startswith("redis://127.0.0.1:")
+    server.stop()
 
 
 def test_embedded_redis_url_needs_a_running_server() -> None:

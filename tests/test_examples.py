@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from exit_heartbeat import DEFAULT_STREAM, HeartbeatEntry, Status, decode_entry
-from exit_heartbeat.demo import EmbeddedRedis
+from exit_heartbeat.demo import EmbeddedRedis, describe_entry
 from tests.server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,6 +195,32 @@ def test_exitbrain_v3_5_before_the_patch_publishes_nothing(embedded_url: str) ->
     assert result.returncode == 0, result.stderr
     assert "exit plans generated" in result.stdout
     assert published(embedded_url) == []
+
+
+def test_describe_entry_shows_status_figures_and_reason() -> None:
+    """An entry's line names its status, positions, cycle time and reason."""
+    entry = HeartbeatEntry(
+        timestamp=1_800_000_010.0,
+        status=Status.DEGRADED,
+        reason="cycle_ms=612>500",
+        active_positions_count=3,
+        last_decision_ts=1_800_000_008.5,
+        loop_cycle_ms=612.0,
+        cycles=40,
+        seq=7,
+    )
+
+    line = describe_entry(entry)
+
+    assert line.split() == [
+        "seq=7",
+        "DEGRADED",
+        "positions=3",
+        "loop_cycle_ms=612.0",
+        "decision_age_s=1.5",
+        "cycles=40",
+        "reason=cycle_ms=612>500",
+    ]
 
 
 def test_exitbrain_v3_5_readme_diff_matches_the_two_files() -> None:
