@@ -414,3 +414,41 @@ def test_cli_watch_logs_status_lines_transition_and_alerts(
     [(_, fields)] = sync_client.xrange(alerts)
     assert fields[b"verdict"] == b"STALE"
     assert sync_client.xlen(stream) == 9
+
+
+@pytest.mark.redis_server
+def test_cli_tail_ends_quietly_on_ctrl_c(
+    shared_redis_server: RedisServer, sync_client: Any, stream: str
+) -> None:
+    """SIGINT ends tail with exit 0 and no traceback."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exit_heartbeat",
+            "tail",
+            "--redis-url",
+            shared_redis_server.url,
+            "--stream",
+            stream,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell that started us may ignore SIGINT; the command must not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        # Interrupt it once it waits in XREAD BLOCK, not while still starting.
+        deadline = time.monotonic() + 30
+        while not any(
+            client.get("cmd") == "xread" for client in sync_client.client_list()
+        ):
+            assert time.monotonic() < deadline, "tail never reached XREAD"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 0
+    assert "Traceback" not in err
