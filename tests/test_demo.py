@@ -17,7 +17,13 @@ import pytest
 import redis
 
 from exit_heartbeat._scripted import Pace, Phase, Sighting, day
-from exit_heartbeat.demo import EmbeddedRedis, EmbeddedRedisError, _Console, _summary
+from exit_heartbeat.demo import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    _Console,
+    _summary,
+    run_demo,
+)
 from exit_heartbeat.verdict import Verdict
 from tests.server import RedisServer
 
@@ -42,7 +48,7 @@ SCRIPTED_DAY = [
 WATCHDOG_LINE = re.compile(r"^\s*[\d.]+s\s+watchdog\s+(\S+)\s*(.*)$")
 
 
-def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+def run_command(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m exit_heartbeat demo`` with ``args``, output captured."""
     return subprocess.run(
         [sys.executable, "-m", "exit_heartbeat", "demo", *args],
@@ -77,7 +83,7 @@ def in_order(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def test_demo_shows_every_verdict_of_the_day_in_order() -> None:
     """The demo exits 0 and its watchdog says each scripted verdict in order."""
-    result = run_demo("--speed", SPEED)
+    result = run_command("--speed", SPEED)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert in_order(watchdog_lines(result.stdout)) == SCRIPTED_DAY, result.stdout
@@ -86,7 +92,7 @@ def test_demo_shows_every_verdict_of_the_day_in_order() -> None:
 
 def test_demo_prints_the_url_of_its_embedded_server_and_no_colour_when_piped() -> None:
     """Without --redis-url the demo says where it serves Redis; piped, no ANSI."""
-    result = run_demo("--speed", "10")
+    result = run_command("--speed", "10")
 
     assert re.search(
         r"exit-heartbeat watch --redis-url redis://127\.0\.0\.1:\d+/0 --stream ",
@@ -97,12 +103,23 @@ def test_demo_prints_the_url_of_its_embedded_server_and_no_colour_when_piped() -
 
 def test_demo_shows_the_library_log_lines_only_with_verbose() -> None:
     """-v adds the heartbeat's and the watchdog's log lines on stderr."""
-    quiet = run_demo("--speed", "10")
-    verbose = run_demo("--speed", "10", "-v")
+    quiet = run_command("--speed", "10")
+    verbose = run_command("--speed", "10", "-v")
 
     assert "exit_heartbeat" not in quiet.stderr
     assert "exit_heartbeat.watchdog: Status: heartbeat=" in verbose.stderr
     assert "exit_heartbeat.heartbeat: heartbeat started" in verbose.stderr
+
+
+def test_demo_colours_the_verdicts_on_a_terminal() -> None:
+    """With colour on, as on a terminal, verdicts are wrapped in ANSI colours."""
+    out = io.StringIO()
+
+    code = run_demo(speed=10, out=out, colour=True)
+
+    assert code == 0, out.getvalue()
+    assert "\033[32mOK" in out.getvalue()
+    assert "\033[33mDEGRADED" in out.getvalue()
 
 
 def test_demo_stops_quietly_when_its_reader_goes_away() -> None:
@@ -127,7 +144,7 @@ def test_demo_stops_quietly_when_its_reader_goes_away() -> None:
 @pytest.mark.redis_server
 def test_demo_runs_on_a_redis_server_given_by_url(redis_server: RedisServer) -> None:
     """With --redis-url the demo runs its day on that server, not its own."""
-    result = run_demo("--speed", SPEED, "--redis-url", redis_server.url)
+    result = run_command("--speed", SPEED, "--redis-url", redis_server.url)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert in_order(watchdog_lines(result.stdout)) == SCRIPTED_DAY, result.stdout
@@ -149,7 +166,7 @@ def test_demo_rejects_bad_arguments_with_a_message(
     args: tuple[str, ...], message: str
 ) -> None:
     """A bad argument gets a usage exit code and a reason, no traceback."""
-    result = run_demo(*args)
+    result = run_command(*args)
 
     assert result.returncode == 3
     assert message in result.stderr
@@ -161,7 +178,7 @@ def test_demo_says_when_the_redis_server_cannot_be_reached(
 ) -> None:
     """An unreachable --redis-url gets exit code 1, a reason and no password."""
     url = f"redis://:hunter2@127.0.0.1:{unused_tcp_port}/0"
-    result = run_demo("--redis-url", url)
+    result = run_command("--redis-url", url)
 
     assert result.returncode == 1
     assert "cannot use Redis" in result.stderr
