@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import sys
+import textwrap
 import urllib.parse
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
@@ -165,7 +166,7 @@ def _add(
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name,
         help=summary,
-        description=summary[0].upper() + summary[1:] + ".",
+        description=textwrap.fill(summary[0].upper() + summary[1:] + ".", 78),
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -245,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CMD",
         help="run this shell command on every alert and recovery; it gets "
         "EXIT_HEARTBEAT_VERDICT, _PREVIOUS, _REASON, _STREAM, _INSTANCE, _AGE_S, "
-        "_AT, _TROUBLE_S and _RECOVERY in its environment",
+        "_AT, _TROUBLE_S, _RECOVERY and _WATCHDOG in its environment",
     )
     watch.add_argument(
         "--alert-timeout",

@@ -452,3 +452,38 @@ def test_cli_tail_ends_quietly_on_ctrl_c(
 
     assert process.returncode == 0
     assert "Traceback" not in err
+
+
+@pytest.mark.redis_server
+def test_cli_check_pattern_covers_every_matching_stream(
+    shared_redis_server: RedisServer,
+    sync_client: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """check --pattern judges each matching stream; the worst one sets the code."""
+    prefix = uuid.uuid4().hex
+    beat(sync_client, f"{prefix}:a.heartbeat")
+    beat(sync_client, f"{prefix}:b.heartbeat", Status.DEGRADED)
+
+    code = run_cli(
+        "check", "--redis-url", shared_redis_server.url, "--pattern", f"{prefix}:*"
+    )
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert len(lines) == 2
+    assert f"stream={prefix}:a.heartbeat" in lines[0]
+    assert "status=DEGRADED" in lines[1]
+
+
+@pytest.mark.redis_server
+def test_cli_check_pattern_matching_nothing_is_missing(
+    shared_redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pattern that matches no stream exits 2: nothing found is not OK."""
+    code = run_cli(
+        "check", "--redis-url", shared_redis_server.url, "--pattern", "nothing:*"
+    )
+
+    assert code == 2
+    assert "status=MISSING" in capsys.readouterr().out
