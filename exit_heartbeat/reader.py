@@ -47,6 +47,10 @@ _FIRST_BATCH_ENTRIES = 2000
 # Keys whose existence is asked in one round trip.
 _EXISTS_BATCH = 1000
 
+# A stream with no new entry for this long is asked, with EXISTS, whether it
+# still exists: XREAD alone cannot tell a deleted stream from a quiet one.
+_IDLE_CHECK_S = 10.0
+
 # XREAD returns at most this many new entries per stream; a stream that hit
 # the cap is read again from its newest entries, since those are what count.
 _CATCH_UP_COUNT = 1000
@@ -244,6 +248,8 @@ class StreamReader:
         self._vanished: set[str] = set()
         self._next_scan_s = -math.inf
         self._last_ids: dict[str, str] = {}
+        self._last_ms: dict[str, int] = {}
+        self._server_s = -math.inf
         # Newest entry of each instance, by stream then instance.
         self._latest: dict[str, dict[str, Latest]] = {}
 
@@ -326,12 +332,19 @@ class StreamReader:
         first = [s for s in streams if s not in self._last_ids]
         known = [s for s in streams if s in self._last_ids]
 
+        # XREAD says nothing of a stream that was deleted; one that has been
+        # silent for a while is asked whether it still exists.
+        idle_ms = (self._server_s - _IDLE_CHECK_S) * 1000.0
+        idle = [s for s in known if self._last_ms[s] < idle_ms]
+
         pipe = self._redis.pipeline(transaction=False)
         if self._server_clock is None:
             pipe.time()
         chunks = _batches(known, _XREAD_CHUNK)
         for chunk in chunks:
             pipe.xread({s: self._last_ids[s] for s in chunk}, count=_CATCH_UP_COUNT)
+        for stream in idle:
+            pipe.exists(stream)
         asked = self._server_clock is None or chunks
         replies = await self._execute(pipe) if asked else []
 
@@ -339,11 +352,17 @@ class StreamReader:
             server_time_s = self._server_time(replies.pop(0))
         else:
             server_time_s = self._server_clock()
+        self._server_s = server_time_s
 
         fresh: set[tuple[str, str]] = set()
         empty: dict[str, str] = {}
         problems: dict[str, str] = {}
-        for chunk, reply in zip(chunks, replies, strict=True):
+        forgotten: list[Forgotten] = []
+        for stream, exists in zip(idle, replies[len(chunks) :], strict=True):
+            if exists == 0:
+                forgotten.extend(self._deleted(stream))
+                empty[stream] = "no such key"
+        for chunk, reply in zip(chunks, replies[: len(chunks)], strict=True):
             if isinstance(reply, Exception):
                 # Rare: a key of the chunk is no longer a stream. Reading
                 # each afresh gives each its own answer.
@@ -355,7 +374,7 @@ class StreamReader:
                 first.extend(self._take_new(reply, fresh))
         await self._read_first(first, fresh, empty, problems)
 
-        forgotten = self._prune(server_time_s)
+        forgotten += self._prune(server_time_s)
         latest = {
             (stream, instance): entry
             for stream, group in self._latest.items()
@@ -385,7 +404,7 @@ class StreamReader:
         for batch in _batches(streams, size):
             pipe = self._redis.pipeline(transaction=False)
             for stream in batch:
-                self._last_ids.pop(stream, None)
+                self._forget_position(stream)
                 pipe.xrevrange(stream, "+", "-", count=self._initial_count)
             for stream, entries in zip(batch, await self._execute(pipe), strict=True):
                 if isinstance(entries, Exception):
@@ -403,6 +422,20 @@ class StreamReader:
             for stream, exists in zip(batch, await self._execute(pipe), strict=True):
                 known = exists is True or (isinstance(exists, int) and exists > 0)
                 empty[stream] = "no entries" if known else "no such key"
+
+    def _forget_position(self, stream: str) -> None:
+        self._last_ids.pop(stream, None)
+        self._last_ms.pop(stream, None)
+
+    def _deleted(self, stream: str) -> list[Forgotten]:
+        group = self._latest.pop(stream, {})
+        self._forget_position(stream)
+        self._vanished.discard(stream)
+        if stream not in self._explicit:
+            self._found.pop(stream, None)
+        return [
+            Forgotten(latest, "the stream was deleted") for latest in group.values()
+        ]
 
     @staticmethod
     def _server_time(reply: Any) -> float:
@@ -470,6 +503,7 @@ class StreamReader:
 
         if newest is not None:
             self._last_ids[stream] = newest
+            self._last_ms[stream] = newest_order[0]
         _drop_superseded_garbage(group)
 
     @staticmethod
@@ -506,7 +540,7 @@ class StreamReader:
                     forgotten.append(Forgotten(latest, why, replaced))
             if not group:
                 del self._latest[stream]
-                self._last_ids.pop(stream, None)
+                self._forget_position(stream)
                 self._vanished.discard(stream)
                 self._found.pop(stream, None)
         return forgotten

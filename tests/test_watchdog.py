@@ -1095,3 +1095,41 @@ async def test_watchdog_run_stops_pinging_while_checks_fail_on_a_bug(
     assert notifier.sent.count("WATCHDOG=1") == 0
     assert notifier.sent.count("READY=1") == 1
     assert len(lines(caplog, "watchdog check failed")) == 1
+
+
+async def test_watchdog_deleted_stream_turns_missing(
+    fake_redis: Any,
+    clock: ManualClock,
+    make_dog: Callable[..., Watchdog],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stream deleted under the watchdog goes STALE, then MISSING once idle."""
+    caplog.set_level(logging.INFO)
+    await Publisher(fake_redis, clock).beat()
+    dog = make_dog()
+    await dog.check()
+    await fake_redis.delete(STREAM)
+
+    reports = await checks(dog, clock, 14)
+
+    assert [(r.instance, r.verdict, r.reason) for r in reports] == [
+        ("", Verdict.MISSING, "no such key")
+    ]
+    [forgot] = lines(caplog, "Forgot:")
+    assert "why=the stream was deleted" in forgot
+    alerts = lines(caplog, "Alert:")
+    assert [a.split()[1] for a in alerts] == ["status=STALE", "status=MISSING"]
+
+
+async def test_watchdog_quiet_live_stream_is_not_asked_to_exist(
+    fake_redis: Any, clock: ManualClock, make_dog: Callable[..., Watchdog]
+) -> None:
+    """A stream with recent entries costs only its share of an XREAD."""
+    publisher = Publisher(fake_redis, clock)
+    client = CountingRedis(fake_redis)
+    dog = make_dog(client)
+    for _ in range(15):
+        await publisher.beat()
+        await checks(dog, clock, 1)
+
+    assert all(commands == ["XREAD"] for commands in client.pipelines[1:])
