@@ -47,8 +47,9 @@ _FIRST_BATCH_ENTRIES = 2000
 # Keys whose existence is asked in one round trip.
 _EXISTS_BATCH = 1000
 
-# A stream with no new entry for this long is asked, with EXISTS, whether it
-# still exists: XREAD alone cannot tell a deleted stream from a quiet one.
+# Streams with no new entry for this long are asked, with EXISTS and at most
+# this often, whether they still exist: XREAD alone cannot tell a deleted
+# stream from a quiet one.
 _IDLE_CHECK_S = 10.0
 
 # XREAD returns at most this many new entries per stream; a stream that hit
@@ -250,6 +251,7 @@ class StreamReader:
         self._last_ids: dict[str, str] = {}
         self._last_ms: dict[str, int] = {}
         self._server_s = -math.inf
+        self._next_idle_check_s = -math.inf
         # Newest entry of each instance, by stream then instance.
         self._latest: dict[str, dict[str, Latest]] = {}
 
@@ -332,10 +334,14 @@ class StreamReader:
         first = [s for s in streams if s not in self._last_ids]
         known = [s for s in streams if s in self._last_ids]
 
-        # XREAD says nothing of a stream that was deleted; one that has been
-        # silent for a while is asked whether it still exists.
-        idle_ms = (self._server_s - _IDLE_CHECK_S) * 1000.0
-        idle = [s for s in known if self._last_ms[s] < idle_ms]
+        # XREAD says nothing of a stream that was deleted; those silent for a
+        # while are asked whether they still exist, once in a while, so that
+        # a fleet of dead streams does not cost a command each every pass.
+        idle: list[str] = []
+        if self._server_s >= self._next_idle_check_s:
+            idle_ms = (self._server_s - _IDLE_CHECK_S) * 1000.0
+            idle = [s for s in known if self._last_ms[s] <= idle_ms]
+            self._next_idle_check_s = self._server_s + _IDLE_CHECK_S
 
         pipe = self._redis.pipeline(transaction=False)
         if self._server_clock is None:
