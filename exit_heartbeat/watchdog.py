@@ -586,7 +586,7 @@ class Watchdog:
         logger.info(
             "watching streams=%s pattern=%s interval_s=%g stale_after_s=%g "
             "alert_after=%d recover_after=%d",
-            ",".join(self._streams) or "-",
+            _few(self._streams),
             self._pattern or "-",
             self._interval_s,
             self._stale_after_s,
@@ -703,6 +703,14 @@ class Watchdog:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _few(names: Sequence[str], shown: int = 3) -> str:
+    # Thousands of stream names would make one unreadable log line.
+    text = ",".join(names[:shown]) or "-"
+    if len(names) > shown:
+        text += f" (+{len(names) - shown} more)"
+    return text
 
 
 def _log_transition(transition: Transition) -> None:
