@@ -229,20 +229,13 @@ def _worker() -> None:
 # -- the parent: start pyperf, read its results, make the section -------------
 
 
-def _pyperf_options(settings: Settings) -> list[str]:
+def _pyperf_rounds(settings: Settings) -> tuple[int, list[str]]:
+    """How many rounds to run, and pyperf's options for each round."""
     if settings.quick:
-        # Fixed loops skip pyperf's calibration run: one worker per case.
-        return [
-            "--processes",
-            "1",
-            "--values",
-            "1",
-            "--warmups",
-            "1",
-            "--loops",
-            "2000",
-        ]
-    return ["--processes", "6", "--values", "3", "--min-time", "0.05"]
+        return 1, ["--values", "2", "--loops", "2000"]
+    # 2**15 calls take tens of milliseconds for the decorated cases, long
+    # enough for a value, short enough for many of them.
+    return 6, ["--values", "3", "--loops", str(2**15)]
 
 
 def _measure(settings: Settings) -> dict[str, tuple[float, float, float]]:
@@ -250,6 +243,7 @@ def _measure(settings: Settings) -> dict[str, tuple[float, float, float]]:
     import pyperf
 
     root = Path(__file__).resolve().parent.parent
+    rounds, options = _pyperf_rounds(settings)
     with tempfile.TemporaryDirectory(prefix="exit-heartbeat-bench-") as scratch:
         output = Path(scratch) / "overhead.json"
         command = [
@@ -257,13 +251,26 @@ def _measure(settings: Settings) -> dict[str, tuple[float, float, float]]:
             "-m",
             "benchmarks.overhead",
             "--quiet",
-            "--output",
+            "--append",
             str(output),
-            *_pyperf_options(settings),
+            "--processes",
+            "1",
+            "--warmups",
+            "1",
+            *options,
         ]
-        subprocess.run(
-            command, cwd=root, check=True, stdout=subprocess.DEVNULL, env=os.environ
-        )
+        # Each round runs every case once, in a worker of its own. Rounds
+        # interleave the cases in time, so that a spell of load on the shared
+        # machine falls on all of them alike, not on whichever case was
+        # running; pyperf appends each round's runs to the same benchmarks.
+        for _ in range(rounds):
+            subprocess.run(
+                command,
+                cwd=root,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                env=os.environ,
+            )
         suite = pyperf.BenchmarkSuite.load(str(output))
         return {
             bench.get_name(): (
@@ -373,11 +380,11 @@ def run(settings: Settings) -> Section:
     ]
     return Section(
         "Decorator overhead per call",
-        "pyperf runs each case in fresh worker processes and reports the "
-        "median time per call; _added_ subtracts the bare method's median "
-        "from the same run. Targets are judged on medians; _best values_ "
-        "compares the fastest value of each case, which is what a quiet "
-        "machine would show.",
+        "pyperf runs each case in fresh worker processes, in rounds that "
+        "interleave the cases in time, and reports the median time per call; "
+        "_added_ subtracts the bare method's median from the same run. "
+        "Targets are judged on medians; _best values_ compares the fastest "
+        "value of each case, which is what a quiet machine would show.",
         [main, ratio, kinds],
         targets,
         notes,
