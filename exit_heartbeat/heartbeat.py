@@ -11,7 +11,6 @@ outage rather than once per beat.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ from exit_heartbeat.entry import (
 from exit_heartbeat.errors import AlreadyAttachedError, AttachError, ConfigError
 from exit_heartbeat.health import Health, HealthPolicy, HealthSnapshot, evaluate
 from exit_heartbeat.keys import DEFAULT_STREAM
+from exit_heartbeat.lifecycle import Lifecycle
 from exit_heartbeat.probe import Counter, ServiceProbe, ServiceReading
 from exit_heartbeat.status import Status
 from exit_heartbeat.writer import StreamWriter, check_client, error_kind
@@ -54,15 +54,8 @@ _RECOVERY_BEATS = 3
 _DEFAULT_TIMEOUT_SHARE = 0.8
 
 
-class HeartbeatState(str, enum.Enum):
-    """Where a `Heartbeat` is in its life."""
-
-    CREATED = "created"
-    RUNNING = "running"
-    STOPPED = "stopped"
-
-    def __str__(self) -> str:
-        return self.value
+#: Where a `Heartbeat` is in its life; the same states for every long-lived object.
+HeartbeatState = Lifecycle
 
 
 def _number_option(name: str, value: Any, unit: str) -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import enum
 import fnmatch
 import logging
 import math
@@ -29,6 +28,7 @@ from exit_heartbeat.clock import Clock, LoopClock
 from exit_heartbeat.errors import ConfigError
 from exit_heartbeat.hysteresis import Hysteresis, Transition, TransitionListener
 from exit_heartbeat.keys import DEFAULT_STREAM
+from exit_heartbeat.lifecycle import Lifecycle
 from exit_heartbeat.notify import SystemdNotifier
 from exit_heartbeat.reader import Forgotten, ReadPass, StreamReader, UnreachableError
 from exit_heartbeat.verdict import InstanceReport, Verdict, judge
@@ -46,15 +46,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class WatchdogState(str, enum.Enum):
-    """Where a `Watchdog` is in its life."""
-
-    CREATED = "created"
-    RUNNING = "running"
-    STOPPED = "stopped"
-
-    def __str__(self) -> str:
-        return self.value
+#: Where a `Watchdog` is in its life; the same states for every long-lived object.
+WatchdogState = Lifecycle
 
 
 #: Called with the reports of each check.
