@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pyperf  # type: ignore[import-untyped]
+
 from benchmarks.report import Section, Settings, Table, Target
 
 __all__ = ["run"]
@@ -116,8 +118,8 @@ def _wrapt_pair() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         if asyncio.iscoroutinefunction(func):
-            return outer_async(inner_async(func))  # type: ignore[no-any-return]
-        return outer(inner(func))  # type: ignore[no-any-return]
+            return outer_async(inner_async(func))
+        return outer(inner(func))
 
     return decorate
 
@@ -141,7 +143,7 @@ def _decorator(case: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         histogram = Histogram(
             f"cycle_seconds_{case}", "Cycle time", registry=CollectorRegistry()
         )
-        return histogram.time()  # type: ignore[return-value]
+        return histogram.time()
     if case == "wrapt_pair":
         return _wrapt_pair()
     raise ValueError(f"unknown case {case!r}")
@@ -213,8 +215,6 @@ def _time_async(loops: int, service: Any) -> float:
 
 def _worker() -> None:
     """The pyperf script: one benchmark per case, sync and async."""
-    import pyperf
-
     runner = pyperf.Runner(
         program_args=("-m", "benchmarks.overhead"),
     )
@@ -240,8 +240,6 @@ def _pyperf_rounds(settings: Settings) -> tuple[int, list[str]]:
 
 def _measure(settings: Settings) -> dict[str, tuple[float, float, float]]:
     """Run the pyperf script; return each case's median, stdev and best, in s."""
-    import pyperf
-
     root = Path(__file__).resolve().parent.parent
     rounds, options = _pyperf_rounds(settings)
     with tempfile.TemporaryDirectory(prefix="exit-heartbeat-bench-") as scratch:
