@@ -233,9 +233,11 @@ def _pyperf_rounds(settings: Settings) -> tuple[int, list[str]]:
     """How many rounds to run, and pyperf's options for each round."""
     if settings.quick:
         return 1, ["--values", "2", "--loops", "2000"]
-    # 2**15 calls take tens of milliseconds for the decorated cases, long
-    # enough for a value, short enough for many of them.
-    return 6, ["--values", "3", "--loops", str(2**15)]
+    # Short values, and many of them: on a shared machine a value long
+    # enough to be preempted is inflated by the wait, and the median of many
+    # short values leaves those out. 2**12 calls of a decorated method take a
+    # few milliseconds, far above the timer's resolution.
+    return 6, ["--values", "10", "--loops", str(2**12)]
 
 
 def _measure(settings: Settings) -> dict[str, tuple[float, float, float]]:

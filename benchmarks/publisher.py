@@ -449,9 +449,14 @@ def run(settings: Settings) -> Section:
             why,
         ),
         Target(
-            "beats on time within ±10 ms",
+            "every beat on time within ±10 ms",
             f"{on_time:.2%} of {len(lags_ms):,} beats, {skipped} slots skipped",
-            on_time >= 0.99 and skipped == 0,
+            on_time == 1.0 and skipped == 0,
+            ""
+            if on_time == 1.0
+            else f"the latest was {max(lags_ms, default=0):.0f} ms late; the "
+            f"longest garbage-collector pause was {gc_ms:.0f} ms (the bare "
+            f"loop's {bare_gc_ms:.0f} ms)",
         ),
     ]
     notes = [
@@ -468,6 +473,9 @@ def run(settings: Settings) -> Section:
         "and about 10% in exit_heartbeat itself (reading the service, the "
         "health rules, encoding the entry). The kernel's loopback TCP, "
         "charged to the process as system time, comes on top.",
+        "A lone service pays more per beat than one of a thousand: each of "
+        "its beats wakes the process from idle, where a fleet's beats come "
+        "close enough together to share the wake-ups.",
         "Reaching 5% of a core for 1,000 services would take fewer round "
         "trips, for example one pipeline per beat slot for every service of "
         "a process, as the last row shows; that is a change of design, not "

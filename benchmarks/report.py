@@ -133,7 +133,9 @@ def machine_lines() -> list[str]:
         f"- exit_heartbeat {_version('exit_heartbeat')}, "
         f"wrapt {_version('wrapt')} ({_wrapt_flavour()}), "
         f"redis-py {_version('redis')}, "
-        f"redis-server {_redis_server_version()}",
+        f"redis-server {_redis_server_version()}, "
+        f"hiredis {_version('hiredis')} (redis-py parses replies in C with it, "
+        f"in Python without)",
         f"- pyperf {_version('pyperf')}, "
         f"prometheus-client {_version('prometheus-client')}",
     ]
