@@ -418,7 +418,8 @@ def timed_cycle(func: F) -> F:
         TypeError: ``func`` is not callable, is a class, or is a generator or
             async generator function.
     """
-    return _decorate(func, "timed_cycle", timed=True, decides=False)  # type: ignore[no-any-return]
+    wrapped: F = _decorate(func, "timed_cycle", timed=True, decides=False)
+    return wrapped
 
 
 def decision(func: F) -> F:
@@ -438,4 +439,5 @@ def decision(func: F) -> F:
         TypeError: ``func`` is not callable, is a class, or is a generator or
             async generator function.
     """
-    return _decorate(func, "decision", timed=False, decides=True)  # type: ignore[no-any-return]
+    wrapped: F = _decorate(func, "decision", timed=False, decides=True)
+    return wrapped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,8 @@ NOW = 1_800_000_000.0
 
 def entry(status: Status = Status.OK, **fields: object) -> HeartbeatEntry:
     """An entry stamped at NOW."""
-    return HeartbeatEntry(timestamp=NOW, status=status, **fields)  # type: ignore[arg-type]
+    values: dict[str, Any] = {"timestamp": NOW, "status": status, **fields}
+    return HeartbeatEntry(**values)
 
 
 def report(verdict: Verdict, stream: str = "s", instance: str = "i") -> InstanceReport:
