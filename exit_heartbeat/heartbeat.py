@@ -18,6 +18,7 @@ import socket
 from types import TracebackType
 from typing import Any
 
+from exit_heartbeat import cycle
 from exit_heartbeat.clock import Clock, LoopClock
 from exit_heartbeat.entry import (
     _MAX_INTERVAL_S,
@@ -169,6 +170,7 @@ class Heartbeat:
 
         # Change tracking, on the monotonic clock, set properly by start().
         self._attached_at = 0.0
+        self._composed_at = 0.0
         self._seen_cycles = -1
         self._seen_cycle_ts: float | None = None
         self._seen_decision_ts: float | None = None
@@ -273,6 +275,7 @@ class Heartbeat:
             self._clock = LoopClock(loop)
         reading = self._probe.read(take_peak=False)
         self._attached_at = self._clock.monotonic()
+        self._composed_at = self._attached_at
         self._seen_cycles = reading.cycles
         self._seen_cycle_ts = reading.last_cycle_ts
         self._seen_decision_ts = reading.last_decision_ts
@@ -429,10 +432,10 @@ class Heartbeat:
         ):
             self._seen_cycles = reading.cycles
             self._seen_cycle_ts = reading.last_cycle_ts
-            self._last_cycle_at = now
+            self._last_cycle_at = self._dated(now, reading.last_cycle_ts)
         if reading.last_decision_ts != self._seen_decision_ts:
             self._seen_decision_ts = reading.last_decision_ts
-            self._last_decision_at = now
+            self._last_decision_at = self._dated(now, reading.last_decision_ts)
 
         peak_ms = max(reading.peak_cycle_ms, self._unpublished_peak_ms)
         self._unpublished_peak_ms = peak_ms
@@ -481,7 +484,23 @@ class Heartbeat:
         )
         self._seq += 1
         self._last_entry = entry
+        self._composed_at = now
         return entry
+
+    def _dated(self, now: float, event_ts: float | None) -> float:
+        """When, on the monotonic clock, an event first seen now happened.
+
+        The event happened since the previous beat. Its wall-clock age places
+        it within that span, so the rules count from the event itself rather
+        than from the beat that noticed it, and a wall-clock step can move it
+        no further than the span.
+        """
+        if event_ts is None:
+            return now
+        # The same wall clock the decorators stamp their records with.
+        age_s = cycle._wall_clock() - event_ts
+        span_s = max(0.0, now - self._composed_at)
+        return now - min(max(age_s, 0.0), span_s)
 
     def _on_read_error(self, exc: Exception) -> ServiceReading:
         kind = type(exc).__name__

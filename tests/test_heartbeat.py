@@ -1141,3 +1141,43 @@ async def test_heartbeat_keeps_a_spike_from_an_outage_for_the_next_entry(
     assert heartbeat.failed == 2
     assert float(published["max_cycle_ms"]) == 900.0
     assert published["status"] == "DEGRADED"
+
+
+async def test_heartbeat_dates_a_cycle_by_when_it_finished(
+    attach: Attach,
+    clock: ManualClock,
+    fake_redis: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stall rule counts from the cycle's own end, not the beat that saw it."""
+    monkeypatch.setattr(cycle_module, "_wall_clock", clock.time)
+    service = ExitBrain(fake_redis)
+    heartbeat = attach(service, stall_after_s=5.0)
+    await clock.advance(0.2)
+    await service.process_cycle()
+
+    await clock.advance(5.0)
+    assert heartbeat.last_status is Status.OK
+    await clock.advance(1.0)
+
+    assert heartbeat.last_status is Status.DEGRADED
+    assert heartbeat.last_reason == "no_cycle_s=5.8>5"
+
+
+async def test_heartbeat_dating_ignores_a_wall_clock_step(
+    attach: Attach,
+    clock: ManualClock,
+    fake_redis: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wall clock stepped far forward moves a cycle back one beat at most."""
+    monkeypatch.setattr(cycle_module, "_wall_clock", clock.time)
+    service = ExitBrain(fake_redis)
+    heartbeat = attach(service, stall_after_s=5.0)
+    await clock.advance(3.5)
+    await service.process_cycle()
+    clock.step_wall(3600.0)
+
+    await clock.advance(4.5)
+
+    assert heartbeat.last_status is Status.OK
