@@ -266,13 +266,11 @@ def run(settings: Settings) -> Section:
         f"check interval for the confirmation.",
         "A blocked loop can alert before its threshold: the threshold runs "
         "from the last entry, published up to one beat before the hang.",
-        "A stuck cycle can alert up to two beats and one check past its "
-        "threshold: the publisher dates the last finished cycle by the beat "
-        "that first saw it (up to one beat after the fact), the stall rule "
-        "fires at the first beat past the threshold from that date (up to "
-        "one more beat), and the watchdog reads that entry at its next "
-        "check. Dating the cycle by its own finish time instead would take "
-        "the first of these away.",
+        "A stuck cycle can alert up to one beat and one check past its "
+        "threshold: the publisher dates the last finished cycle by its own "
+        "finish time, but judges the stall rule only when it composes a beat "
+        "(up to one beat after the threshold), and the watchdog reads that "
+        "entry at its next check.",
     ]
     return Section(
         "Detection time",
