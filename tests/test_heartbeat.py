@@ -30,27 +30,9 @@ from exit_heartbeat import (
 )
 from exit_heartbeat import cycle as cycle_module
 from exit_heartbeat.testing import ManualClock
+from tests.fields import SPEC_FIELDS
 
 LOGGER = "exit_heartbeat.heartbeat"
-
-SPEC_FIELDS = {
-    "timestamp",
-    "status",
-    "active_positions_count",
-    "last_decision_ts",
-    "loop_cycle_ms",
-    "pending_exits",
-    "reason",
-    "service",
-    "instance",
-    "seq",
-    "interval_s",
-    "last_cycle_ts",
-    "cycles",
-    "errors",
-    "loop_lag_ms",
-    "schema_version",
-}
 
 
 class ExitBrain:

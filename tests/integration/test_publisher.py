@@ -27,28 +27,10 @@ from exit_heartbeat import (
     decode_entry,
     timed_cycle,
 )
+from tests.fields import SPEC_FIELDS
 from tests.server import RedisServer
 
 pytestmark = pytest.mark.redis_server
-
-SPEC_FIELDS = {
-    "timestamp",
-    "status",
-    "active_positions_count",
-    "last_decision_ts",
-    "loop_cycle_ms",
-    "pending_exits",
-    "reason",
-    "service",
-    "instance",
-    "seq",
-    "interval_s",
-    "last_cycle_ts",
-    "cycles",
-    "errors",
-    "loop_lag_ms",
-    "schema_version",
-}
 
 
 # The quick start of the specification, word for word.
