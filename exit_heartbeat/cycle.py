@@ -71,19 +71,18 @@ class _Record:
 
     def fail(self, start: float) -> None:
         """Record a call that raised: it finished, but as an error."""
-        elapsed_ms = (_perf_counter() - start) * 1000.0
-        if elapsed_ms < 0.0:
-            elapsed_ms = 0.0
-        self.loop_cycle_ms = elapsed_ms
-        if elapsed_ms > self.peak_cycle_ms:
-            self.peak_cycle_ms = elapsed_ms
-        self.last_cycle_ts = _wall_clock()
-        self.cycles += 1
+        self._took((_perf_counter() - start) * 1000.0)
         self.errors += 1
         self.consecutive_errors += 1
 
     def report(self, elapsed_ms: float) -> None:
         """Record a cycle timed by the service itself."""
+        self._took(elapsed_ms)
+        self.consecutive_errors = 0
+
+    def _took(self, elapsed_ms: float) -> None:
+        # A clock that stepped back, or a NaN from a service's own timing,
+        # is taken as an instant cycle rather than a negative one.
         if not elapsed_ms > 0.0:
             elapsed_ms = 0.0
         self.loop_cycle_ms = elapsed_ms
@@ -91,7 +90,6 @@ class _Record:
             self.peak_cycle_ms = elapsed_ms
         self.last_cycle_ts = _wall_clock()
         self.cycles += 1
-        self.consecutive_errors = 0
 
     def decide(self) -> None:
         """Record a decision made by a call that returned."""
